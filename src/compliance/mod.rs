@@ -1,0 +1,1 @@
+//! Compliance hashing (placeholder; being written).

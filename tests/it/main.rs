@@ -1,0 +1,4 @@
+//! The one integration-test binary. Real servers (Redis with RedisJSON, OTLP receivers, rotel,
+//! Prometheus, PostgreSQL) are started on free loopback ports by `support`.
+
+mod support;
