@@ -1,1 +1,159 @@
-fn main() {}
+//! The `vcon-otel` command: parse arguments, load config, run, exit codes.
+//!
+//! Exit codes: 0 success; 1 runtime failure; 78 invalid configuration (EX_CONFIG).
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vcon_otel::{config, demo, metrics::Metrics, pipeline};
+
+#[derive(Parser)]
+#[command(name = "vcon-otel", version, about = "vCon Server tracer events -> OpenTelemetry traces and Prometheus metrics")]
+struct Cli {
+    /// Log format on stderr: `text` or `json` (also VCON_OTEL_LOG_FORMAT). Level from RUST_LOG (default info).
+    #[arg(long, global = true, env = "VCON_OTEL_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bridge: Redis stream -> span trees -> OTLP, with /metrics on the admin listener.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Admin listener (overrides admin.addr).
+        #[arg(long)]
+        admin_addr: Option<SocketAddr>,
+    },
+    /// Check a configuration file: every problem with its key path and a hint; exit 78 if any.
+    CheckConfig { file: PathBuf },
+    /// Simulated conserver through the real pipeline, printing each span tree; exports over OTLP
+    /// too when OTEL_EXPORTER_OTLP_ENDPOINT is set. Needs no outside service.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        admin_addr: SocketAddr,
+        /// vCons to process, then exit (0 = until Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        vcons: u64,
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Pause between two vCons of one worker, in milliseconds.
+        #[arg(long, default_value_t = 250)]
+        pace_ms: u64,
+        /// Close runs without an ending record after this many seconds.
+        #[arg(long, default_value_t = 5)]
+        idle_timeout_secs: u64,
+        /// Do not print span trees (metrics and OTLP only).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Print the trace and span IDs of a run (docs/events.md, "Identities").
+    Ids {
+        #[arg(long)]
+        vcon_uuid: String,
+        #[arg(long)]
+        run: String,
+        /// Link indexes to print span IDs for.
+        #[arg(long, value_delimiter = ',')]
+        links: Vec<i64>,
+    },
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn load(path: &PathBuf) -> Result<config::Config, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let raw = config::parse(&text).map_err(|p| format!("{}:\n{p}", path.display()))?;
+    config::validate(raw, &|k| std::env::var(k).ok()).map_err(|p| format!("{}:\n{p}", path.display()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match load(&file) {
+            Ok(c) => {
+                if c.export.is_none() {
+                    eprintln!("{}: export.endpoint: no OTLP endpoint configured (hint: set export.endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)", file.display());
+                    return ExitCode::from(78);
+                }
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(78)
+            }
+        },
+        Command::Ids { vcon_uuid, run, links } => {
+            use vcon_otel::ids::{span_id, trace_id, SpanRole};
+            println!("trace_id {}", hex::encode(trace_id(&vcon_uuid, &run)));
+            println!("root     {}", hex::encode(span_id(&vcon_uuid, &run, SpanRole::Root)));
+            for i in links {
+                println!("link {i:<3} {}", hex::encode(span_id(&vcon_uuid, &run, SpanRole::Link(i))));
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run { config: path, admin_addr } => {
+            init_logs(&cli.log_format);
+            let mut cfg = match load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(78);
+                }
+            };
+            if let Some(a) = admin_addr {
+                cfg.admin_addr = a;
+            }
+            let settings = match vcon_otel::assemble_settings(&cfg) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(78);
+                }
+            };
+            runtime().block_on(async move {
+                let metrics = std::sync::Arc::new(Metrics::new(cfg.max_label_values));
+                let health = std::sync::Arc::new(pipeline::Health::default());
+                let listener = match tokio::net::TcpListener::bind(cfg.admin_addr).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("admin.addr={}: cannot listen: {e}", cfg.admin_addr);
+                        return ExitCode::FAILURE;
+                    }
+                };
+                tracing::info!(addr = %cfg.admin_addr, "admin listener: /metrics /healthz /readyz");
+                vcon_otel::admin::spawn(listener, metrics.clone(), health.clone());
+                let parts = pipeline::Parts { config: cfg, metrics, health, settings };
+                match pipeline::run_bridge(parts, vcon_otel::shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!(error = %e, "bridge failed");
+                        eprintln!("{e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+        Command::Demo { admin_addr, vcons, workers, pace_ms, idle_timeout_secs, quiet } => {
+            init_logs(&cli.log_format);
+            let opts = demo::Options { vcons, workers, pace: std::time::Duration::from_millis(pace_ms) };
+            runtime().block_on(vcon_otel::run_demo(admin_addr, opts, idle_timeout_secs, quiet))
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}

@@ -1,0 +1,663 @@
+//! The event record (schema v1, `docs/events.md`) and its decoding.
+//!
+//! [`decode`] turns the bytes of one record into a [`Record`] or a [`Rejection`] that names the
+//! field, what was expected and what arrived. Decoding is pure: no I/O, no clock. Unknown fields are
+//! rejected so that a misspelt field never passes silently.
+
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Largest record accepted, in bytes.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+/// Longest `run` identity accepted.
+pub const MAX_RUN_LEN: usize = 128;
+const MAX_ERROR_MESSAGE: usize = 4096;
+
+/// What happened, as named by the producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The conserver's `run(in, out, tracer_name, links, link_index, opts)` call.
+    TracerCall,
+    ChainStart,
+    LinkStart,
+    LinkComplete,
+    LinkError,
+    StorageStart,
+    StorageComplete,
+    StorageError,
+    ChainComplete,
+    ChainError,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 10] = [
+        EventKind::TracerCall,
+        EventKind::ChainStart,
+        EventKind::LinkStart,
+        EventKind::LinkComplete,
+        EventKind::LinkError,
+        EventKind::StorageStart,
+        EventKind::StorageComplete,
+        EventKind::StorageError,
+        EventKind::ChainComplete,
+        EventKind::ChainError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::TracerCall => "tracer_call",
+            EventKind::ChainStart => "chain_start",
+            EventKind::LinkStart => "link_start",
+            EventKind::LinkComplete => "link_complete",
+            EventKind::LinkError => "link_error",
+            EventKind::StorageStart => "storage_start",
+            EventKind::StorageComplete => "storage_complete",
+            EventKind::StorageError => "storage_error",
+            EventKind::ChainComplete => "chain_complete",
+            EventKind::ChainError => "chain_error",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// How a chain run ended, as reported by a `chain_complete` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainOutcome {
+    Complete,
+    Halted,
+}
+
+/// An exception raised by a link, storage or chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorInfo {
+    pub error_type: String,
+    pub message: String,
+}
+
+/// The producer instance (a conserver worker process).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Producer {
+    pub host: String,
+    pub pid: u64,
+    pub thread: Option<u64>,
+}
+
+/// A W3C trace context, parsed from `traceparent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub flags: u8,
+}
+
+/// Reference to another run of a vCon (`prev_run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRef {
+    pub vcon_uuid: String,
+    pub run: String,
+}
+
+/// Where the compliance hash of the step comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compliance {
+    /// The producer computed `Vcon.hash` itself (64 lowercase hex).
+    Sha256(String),
+    /// A Redis key holding a RedisJSON copy of the vCon taken at the call.
+    Snapshot(String),
+}
+
+/// One decoded record. Field meanings are in `docs/events.md`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub event: EventKind,
+    pub run: String,
+    pub vcon_uuid: String,
+    pub ts_ns: u64,
+    pub start_ns: Option<u64>,
+    pub run_start_ns: Option<u64>,
+    pub seq: Option<u64>,
+    pub chain: Option<String>,
+    pub links: Option<Vec<String>>,
+    pub link_index: Option<i64>,
+    pub link: Option<String>,
+    pub module: Option<String>,
+    pub storage: Option<String>,
+    pub tracer: Option<String>,
+    pub in_vcon_uuid: Option<String>,
+    pub out_vcon_uuid: Option<String>,
+    pub halted: bool,
+    pub outcome: Option<ChainOutcome>,
+    pub hooks: bool,
+    pub error: Option<ErrorInfo>,
+    pub call_ns: Option<u64>,
+    pub traceparent: Option<TraceParent>,
+    pub producer: Option<Producer>,
+    pub ingress_list: Option<String>,
+    pub prev_run: Option<RunRef>,
+    pub compliance: Option<Compliance>,
+}
+
+impl Record {
+    /// The link name of a link-level record: `link`, else `links[link_index]`.
+    pub fn link_name(&self) -> Option<&str> {
+        if let Some(l) = &self.link {
+            return Some(l);
+        }
+        let i = usize::try_from(self.link_index?).ok()?;
+        self.links.as_ref()?.get(i).map(String::as_str)
+    }
+
+    /// Whether this record ends its run: a `chain_*` end, or the tracer call after the last link
+    /// when no hooks will send the end.
+    pub fn ends_run(&self) -> bool {
+        match self.event {
+            EventKind::ChainComplete | EventKind::ChainError => true,
+            EventKind::TracerCall => {
+                !self.hooks
+                    && match (&self.links, self.link_index) {
+                        (Some(links), Some(i)) => i >= 0 && i as usize + 1 == links.len(),
+                        _ => false,
+                    }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Why a record was rejected; the label of `vcon_otel_events_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    NotJson,
+    NotObject,
+    MissingField,
+    BadType,
+    BadValue,
+    UnknownField,
+    UnknownEvent,
+    UnsupportedVersion,
+    TooLarge,
+    MissingPayload,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 10] = [
+        Reason::NotJson,
+        Reason::NotObject,
+        Reason::MissingField,
+        Reason::BadType,
+        Reason::BadValue,
+        Reason::UnknownField,
+        Reason::UnknownEvent,
+        Reason::UnsupportedVersion,
+        Reason::TooLarge,
+        Reason::MissingPayload,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotJson => "not_json",
+            Reason::NotObject => "not_object",
+            Reason::MissingField => "missing_field",
+            Reason::BadType => "bad_type",
+            Reason::BadValue => "bad_value",
+            Reason::UnknownField => "unknown_field",
+            Reason::UnknownEvent => "unknown_event",
+            Reason::UnsupportedVersion => "unsupported_version",
+            Reason::TooLarge => "too_large",
+            Reason::MissingPayload => "missing_payload",
+        }
+    }
+}
+
+/// A record that cannot be used, with a message naming the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason.as_str(), self.detail)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+fn reject(reason: Reason, detail: impl Into<String>) -> Rejection {
+    Rejection { reason, detail: detail.into() }
+}
+
+const FIELDS: &[&str] = &[
+    "v", "event", "run", "vcon_uuid", "ts_ns", "start_ns", "run_start_ns", "seq", "chain", "links",
+    "link_index", "link", "module", "storage", "tracer", "in_vcon_uuid", "out_vcon_uuid", "halted",
+    "outcome", "hooks", "error", "call_ns", "traceparent", "producer", "ingress_list", "prev_run",
+    "compliance",
+];
+
+/// Decodes one record.
+pub fn decode(bytes: &[u8]) -> Result<Record, Rejection> {
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(reject(
+            Reason::TooLarge,
+            format!("record is {} bytes, the limit is {MAX_RECORD_BYTES}", bytes.len()),
+        ));
+    }
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| reject(Reason::NotJson, format!("record is not valid JSON: {e}")))?;
+    decode_value(value)
+}
+
+/// Decodes one record already parsed as JSON (the HTTP endpoint's batches).
+pub fn decode_value(value: Value) -> Result<Record, Rejection> {
+    let Value::Object(mut m) = value else {
+        return Err(reject(
+            Reason::NotObject,
+            format!("record must be a JSON object, got {}", type_name(&value)),
+        ));
+    };
+    if let Some(k) = m.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(reject(
+            Reason::UnknownField,
+            format!("field {k:?} is not part of schema v1 (see docs/events.md)"),
+        ));
+    }
+    let mut f = Fields { m: &mut m, path: "" };
+    match f.req("v")? {
+        Value::Number(n) if n.as_u64() == Some(1) => {}
+        other => {
+            return Err(reject(
+                Reason::UnsupportedVersion,
+                format!("field \"v\": this bridge reads schema version 1, got {other}"),
+            ))
+        }
+    }
+    let event_name = f.req_str("event")?;
+    let event = EventKind::parse(&event_name).ok_or_else(|| {
+        reject(
+            Reason::UnknownEvent,
+            format!(
+                "field \"event\": {event_name:?} is not one of {}",
+                EventKind::ALL.map(|k| k.as_str()).join(", ")
+            ),
+        )
+    })?;
+    let run = f.req_str("run")?;
+    if run.is_empty() || run.len() > MAX_RUN_LEN || !run.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(reject(
+            Reason::BadValue,
+            format!("field \"run\": expected 1-{MAX_RUN_LEN} printable ASCII characters without spaces, got {run:?}"),
+        ));
+    }
+    let vcon_uuid = f.req_str("vcon_uuid")?;
+    nonempty("vcon_uuid", &vcon_uuid)?;
+    let ts_ns = f.req_u64("ts_ns")?;
+    let mut r = Record {
+        event,
+        run,
+        vcon_uuid,
+        ts_ns,
+        start_ns: f.opt_u64("start_ns")?,
+        run_start_ns: f.opt_u64("run_start_ns")?,
+        seq: f.opt_u64("seq")?,
+        chain: f.opt_str("chain")?,
+        links: f.opt_str_list("links")?,
+        link_index: f.opt_i64("link_index")?,
+        link: f.opt_str("link")?,
+        module: f.opt_str("module")?,
+        storage: f.opt_str("storage")?,
+        tracer: f.opt_str("tracer")?,
+        in_vcon_uuid: f.opt_str("in_vcon_uuid")?,
+        out_vcon_uuid: f.opt_str("out_vcon_uuid")?,
+        halted: f.opt_bool("halted")?.unwrap_or(false),
+        outcome: None,
+        hooks: f.opt_bool("hooks")?.unwrap_or(false),
+        error: None,
+        call_ns: f.opt_u64("call_ns")?,
+        traceparent: None,
+        producer: None,
+        ingress_list: f.opt_str("ingress_list")?,
+        prev_run: None,
+        compliance: None,
+    };
+    if let Some(o) = f.opt_str("outcome")? {
+        r.outcome = Some(match o.as_str() {
+            "complete" => ChainOutcome::Complete,
+            "halted" => ChainOutcome::Halted,
+            _ => {
+                return Err(reject(
+                    Reason::BadValue,
+                    format!("field \"outcome\": expected \"complete\" or \"halted\", got {o:?}"),
+                ))
+            }
+        });
+    }
+    if let Some(tp) = f.opt_str("traceparent")? {
+        r.traceparent = Some(parse_traceparent(&tp).ok_or_else(|| {
+            reject(
+                Reason::BadValue,
+                format!("field \"traceparent\": expected \"00-<32 hex>-<16 hex>-<2 hex>\" with non-zero IDs, got {tp:?}"),
+            )
+        })?);
+    }
+    if let Some(mut e) = f.opt_object("error")? {
+        let mut ef = Fields { m: &mut e, path: "error." };
+        let error_type = ef.req_str("type")?;
+        let mut message = ef.opt_str("message")?.unwrap_or_default();
+        ef.deny_rest()?;
+        truncate_utf8(&mut message, MAX_ERROR_MESSAGE);
+        r.error = Some(ErrorInfo { error_type, message });
+    }
+    if let Some(mut p) = f.opt_object("producer")? {
+        let mut pf = Fields { m: &mut p, path: "producer." };
+        r.producer = Some(Producer {
+            host: pf.req_str("host")?,
+            pid: pf.req_u64("pid")?,
+            thread: pf.opt_u64("thread")?,
+        });
+        pf.deny_rest()?;
+    }
+    if let Some(mut p) = f.opt_object("prev_run")? {
+        let mut pf = Fields { m: &mut p, path: "prev_run." };
+        r.prev_run = Some(RunRef { vcon_uuid: pf.req_str("vcon_uuid")?, run: pf.req_str("run")? });
+        pf.deny_rest()?;
+    }
+    if let Some(mut c) = f.opt_object("compliance")? {
+        let mut cf = Fields { m: &mut c, path: "compliance." };
+        let sha = cf.opt_str("sha256")?;
+        let snap = cf.opt_str("snapshot")?;
+        cf.deny_rest()?;
+        r.compliance = match (sha, snap) {
+            (Some(h), _) => {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                    return Err(reject(
+                        Reason::BadValue,
+                        format!("field \"compliance.sha256\": expected 64 lowercase hex digits, got {h:?}"),
+                    ));
+                }
+                Some(Compliance::Sha256(h))
+            }
+            (None, Some(k)) => Some(Compliance::Snapshot(k)),
+            (None, None) => None,
+        };
+    }
+    check_event_fields(&r)?;
+    Ok(r)
+}
+
+/// Per-event required fields (`docs/events.md`, "Events").
+fn check_event_fields(r: &Record) -> Result<(), Rejection> {
+    let missing = |name: &str, why: &str| {
+        reject(Reason::MissingField, format!("field {name:?} is required for event {:?}: {why}", r.event.as_str()))
+    };
+    if let Some(i) = r.link_index {
+        if i < -1 {
+            return Err(reject(Reason::BadValue, format!("field \"link_index\": expected an integer >= -1, got {i}")));
+        }
+    }
+    match r.event {
+        EventKind::TracerCall => {
+            let links = r.links.as_ref().ok_or_else(|| missing("links", "the chain's link names"))?;
+            let i = r.link_index.ok_or_else(|| missing("link_index", "-1 before the first link, i after links[i]"))?;
+            if i >= links.len() as i64 {
+                return Err(reject(
+                    Reason::BadValue,
+                    format!("field \"link_index\": {i} is past the end of \"links\" ({} names)", links.len()),
+                ));
+            }
+            if r.tracer.is_none() {
+                return Err(missing("tracer", "the tracer instance name"));
+            }
+        }
+        EventKind::LinkStart | EventKind::LinkComplete | EventKind::LinkError => {
+            if r.link_index.is_none() {
+                return Err(missing("link_index", "the link's position in the chain"));
+            }
+            if r.link_name().is_none() {
+                return Err(missing("link", "the link name (or \"links\" with a valid \"link_index\")"));
+            }
+        }
+        EventKind::StorageStart | EventKind::StorageComplete | EventKind::StorageError => {
+            if r.storage.as_deref().is_none_or(str::is_empty) {
+                return Err(missing("storage", "the storage name"));
+            }
+        }
+        _ => {}
+    }
+    if matches!(r.event, EventKind::LinkError | EventKind::StorageError | EventKind::ChainError) && r.error.is_none() {
+        return Err(missing("error", "an object {\"type\": ..., \"message\": ...}"));
+    }
+    Ok(())
+}
+
+fn nonempty(name: &str, v: &str) -> Result<(), Rejection> {
+    if v.is_empty() || v.len() > MAX_RUN_LEN {
+        return Err(reject(Reason::BadValue, format!("field {name:?}: expected 1-{MAX_RUN_LEN} characters, got {v:?}")));
+    }
+    Ok(())
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// Parses `00-<trace id>-<span id>-<flags>`; all-zero IDs are invalid per W3C.
+pub fn parse_traceparent(s: &str) -> Option<TraceParent> {
+    let parts: Vec<&str> = s.split('-').collect();
+    if parts.len() != 4 || parts[0] != "00" {
+        return None;
+    }
+    let mut trace_id = [0u8; 16];
+    let mut span_id = [0u8; 8];
+    let mut flags = [0u8; 1];
+    hex::decode_to_slice(parts[1], &mut trace_id).ok()?;
+    hex::decode_to_slice(parts[2], &mut span_id).ok()?;
+    hex::decode_to_slice(parts[3], &mut flags).ok()?;
+    if trace_id == [0; 16] || span_id == [0; 8] {
+        return None;
+    }
+    Some(TraceParent { trace_id, span_id, flags: flags[0] })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Typed extraction from a JSON object, with the key path in every message.
+struct Fields<'a> {
+    m: &'a mut Map<String, Value>,
+    path: &'static str,
+}
+
+impl Fields<'_> {
+    fn bad_type(&self, key: &str, expected: &str, got: &Value) -> Rejection {
+        let shown = match got {
+            Value::String(s) => format!("{s:?}"),
+            other => {
+                let mut t = other.to_string();
+                truncate_utf8(&mut t, 80);
+                t
+            }
+        };
+        reject(Reason::BadType, format!("field \"{}{key}\": expected {expected}, got {shown}", self.path))
+    }
+
+    fn req(&mut self, key: &str) -> Result<Value, Rejection> {
+        match self.m.remove(key) {
+            None | Some(Value::Null) => {
+                Err(reject(Reason::MissingField, format!("field \"{}{key}\" is required", self.path)))
+            }
+            Some(v) => Ok(v),
+        }
+    }
+
+    fn opt(&mut self, key: &str) -> Option<Value> {
+        match self.m.remove(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    fn string(&self, key: &str, v: Value) -> Result<String, Rejection> {
+        match v {
+            Value::String(s) => Ok(s),
+            other => Err(self.bad_type(key, "a string", &other)),
+        }
+    }
+
+    fn req_str(&mut self, key: &str) -> Result<String, Rejection> {
+        let v = self.req(key)?;
+        self.string(key, v)
+    }
+
+    fn opt_str(&mut self, key: &str) -> Result<Option<String>, Rejection> {
+        self.opt(key).map(|v| self.string(key, v)).transpose()
+    }
+
+    fn u64(&self, key: &str, v: Value) -> Result<u64, Rejection> {
+        match &v {
+            Value::Number(n) => n.as_u64().ok_or_else(|| self.bad_type(key, "an integer >= 0", &v)),
+            _ => Err(self.bad_type(key, "an integer >= 0", &v)),
+        }
+    }
+
+    fn req_u64(&mut self, key: &str) -> Result<u64, Rejection> {
+        let v = self.req(key)?;
+        self.u64(key, v)
+    }
+
+    fn opt_u64(&mut self, key: &str) -> Result<Option<u64>, Rejection> {
+        self.opt(key).map(|v| self.u64(key, v)).transpose()
+    }
+
+    fn opt_i64(&mut self, key: &str) -> Result<Option<i64>, Rejection> {
+        match self.opt(key) {
+            None => Ok(None),
+            Some(v) => match &v {
+                Value::Number(n) if n.as_i64().is_some() => Ok(n.as_i64()),
+                _ => Err(self.bad_type(key, "an integer >= -1", &v)),
+            },
+        }
+    }
+
+    fn opt_bool(&mut self, key: &str) -> Result<Option<bool>, Rejection> {
+        match self.opt(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(other) => Err(self.bad_type(key, "true or false", &other)),
+        }
+    }
+
+    fn opt_str_list(&mut self, key: &str) -> Result<Option<Vec<String>>, Rejection> {
+        match self.opt(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|i| match i {
+                    Value::String(s) => Ok(s),
+                    other => Err(self.bad_type(key, "an array of strings", &other)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(self.bad_type(key, "an array of strings", &other)),
+        }
+    }
+
+    fn opt_object(&mut self, key: &str) -> Result<Option<Map<String, Value>>, Rejection> {
+        match self.opt(key) {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(other) => Err(self.bad_type(key, "an object", &other)),
+        }
+    }
+
+    fn deny_rest(&self) -> Result<(), Rejection> {
+        match self.m.keys().next() {
+            None => Ok(()),
+            Some(k) => Err(reject(
+                Reason::UnknownField,
+                format!("field \"{}{k}\" is not part of schema v1 (see docs/events.md)", self.path),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(i: i64) -> String {
+        format!(
+            r#"{{"v":1,"event":"tracer_call","run":"r1","vcon_uuid":"u1","ts_ns":10,"links":["a","b","c"],"link_index":{i},"tracer":"otel","in_vcon_uuid":"u1","out_vcon_uuid":"u1"}}"#
+        )
+    }
+
+    #[test]
+    fn decodes_a_tracer_call_and_knows_when_it_ends_the_run() {
+        let r = decode(call(2).as_bytes()).unwrap();
+        assert_eq!(r.event, EventKind::TracerCall);
+        assert_eq!(r.link_name(), Some("c"));
+        assert!(r.ends_run());
+        assert!(!decode(call(1).as_bytes()).unwrap().ends_run());
+        assert!(!decode(call(-1).as_bytes()).unwrap().ends_run());
+    }
+
+    #[test]
+    fn hooks_flag_defers_the_end_to_chain_complete() {
+        let s = call(2).replace("\"v\":1", "\"v\":1,\"hooks\":true");
+        assert!(!decode(s.as_bytes()).unwrap().ends_run());
+    }
+
+    #[test]
+    fn rejections_name_the_field_and_the_expectation() {
+        let cases: &[(&str, Reason, &str)] = &[
+            ("not json", Reason::NotJson, "not valid JSON"),
+            ("[1]", Reason::NotObject, "got an array"),
+            (r#"{"v":2}"#, Reason::UnsupportedVersion, "got 2"),
+            (r#"{"v":1,"event":"tracer_call","run":"r","vcon_uuid":"u"}"#, Reason::MissingField, "\"ts_ns\" is required"),
+            (r#"{"v":1,"event":"nope","run":"r","vcon_uuid":"u","ts_ns":1}"#, Reason::UnknownEvent, "\"nope\" is not one of"),
+            (r#"{"v":1,"event":"chain_start","run":"r","vcon_uuid":"u","ts_ns":"1"}"#, Reason::BadType, "field \"ts_ns\": expected an integer >= 0, got \"1\""),
+            (r#"{"v":1,"event":"chain_start","run":"r","vcon_uuid":"u","ts_ns":1,"lnk":1}"#, Reason::UnknownField, "\"lnk\""),
+            (r#"{"v":1,"event":"link_error","run":"r","vcon_uuid":"u","ts_ns":1,"link":"a","link_index":0}"#, Reason::MissingField, "\"error\" is required"),
+            (r#"{"v":1,"event":"chain_start","run":"r s","vcon_uuid":"u","ts_ns":1}"#, Reason::BadValue, "field \"run\""),
+            (r#"{"v":1,"event":"chain_start","run":"r","vcon_uuid":"u","ts_ns":1,"traceparent":"00-0-0-01"}"#, Reason::BadValue, "traceparent"),
+            (r#"{"v":1,"event":"chain_start","run":"r","vcon_uuid":"u","ts_ns":1,"producer":{"host":"h","pid":1,"x":2}}"#, Reason::UnknownField, "\"producer.x\""),
+        ];
+        for (input, reason, needle) in cases {
+            let e = decode(input.as_bytes()).unwrap_err();
+            assert_eq!(e.reason, *reason, "{input}: {e}");
+            assert!(e.detail.contains(needle), "{input}: {e}");
+        }
+        let idx = call(3);
+        assert!(decode(idx.as_bytes()).unwrap_err().detail.contains("past the end"));
+    }
+
+    #[test]
+    fn oversized_records_are_rejected_before_parsing() {
+        let big = vec![b' '; MAX_RECORD_BYTES + 1];
+        assert_eq!(decode(&big).unwrap_err().reason, Reason::TooLarge);
+    }
+
+    #[test]
+    fn traceparent_round_trip() {
+        let tp = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(hex::encode(tp.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(tp.flags, 1);
+    }
+}

@@ -1,0 +1,267 @@
+//! OTLP trace clients (gRPC and HTTP/protobuf) that report every outcome the protocol can give:
+//! accepted, partially accepted (how many spans were rejected, and why), retryable (with the server's
+//! delay when it sent one) and permanent.
+//!
+//! Contract: [`Client::send`] makes one attempt, never retries, and returns within the configured
+//! timeout. Retrying is the caller's job (`export::run`).
+
+use crate::config::{Compression, Export, Protocol};
+use crate::otlp::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use prost::Message;
+use std::io::Write;
+use std::time::Duration;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// The collector took the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Spans the collector rejected in a partial success (0 = all accepted).
+    pub rejected_spans: i64,
+    pub message: String,
+}
+
+/// The collector did not take the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Try again later: gRPC UNAVAILABLE/RESOURCE_EXHAUSTED/…, HTTP 429/502/503/504, timeouts and
+    /// connection failures. `delay` is the server's requested delay, when given.
+    #[error("retryable ({reason}): {detail}")]
+    Retryable { reason: &'static str, delay: Option<Duration>, detail: String },
+    /// Sending the same request again will fail again (bad request, unauthenticated, …).
+    #[error("permanent: {detail}")]
+    Permanent { detail: String },
+}
+
+/// Why a configured client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("export.{key}: {message}")]
+pub struct BuildError {
+    key: &'static str,
+    message: String,
+}
+
+/// One OTLP client.
+pub enum Client {
+    Grpc { client: TraceServiceClient<Channel>, headers: Vec<(MetadataKey<tonic::metadata::Ascii>, MetadataValue<tonic::metadata::Ascii>)> },
+    Http { client: reqwest::Client, url: String, compression: Compression },
+}
+
+impl Client {
+    /// Builds a client; connects lazily, so a collector that is down at start-up is not an error.
+    pub fn new(cfg: &Export) -> Result<Client, BuildError> {
+        crate::install_crypto_provider();
+        let read = |key: &'static str, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| BuildError { key, message: format!("cannot read {}: {e}", p.display()) })
+        };
+        match cfg.protocol {
+            Protocol::Grpc => {
+                let mut ep = Endpoint::from_shared(cfg.endpoint.clone())
+                    .map_err(|e| BuildError { key: "endpoint", message: format!("{:?}: {e}", cfg.endpoint) })?
+                    .timeout(cfg.timeout)
+                    .connect_timeout(cfg.timeout);
+                if cfg.endpoint.starts_with("https://") || cfg.ca_file.is_some() {
+                    let mut tls = ClientTlsConfig::new().with_native_roots();
+                    if let Some(ca) = &cfg.ca_file {
+                        tls = tls.ca_certificate(Certificate::from_pem(read("tls.ca_file", ca)?));
+                    }
+                    if let (Some(c), Some(k)) = (&cfg.cert_file, &cfg.key_file) {
+                        tls = tls.identity(Identity::from_pem(read("tls.cert_file", c)?, read("tls.key_file", k)?));
+                    }
+                    ep = ep.tls_config(tls).map_err(|e| BuildError { key: "tls", message: e.to_string() })?;
+                }
+                let mut client = TraceServiceClient::new(ep.connect_lazy()).max_decoding_message_size(16 << 20);
+                client = match cfg.compression {
+                    Compression::Gzip => client.send_compressed(CompressionEncoding::Gzip),
+                    Compression::Zstd => client.send_compressed(CompressionEncoding::Zstd),
+                    Compression::None => client,
+                };
+                let mut headers = Vec::new();
+                for (k, v) in &cfg.headers {
+                    let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+                        .map_err(|e| BuildError { key: "headers", message: format!("{k:?}: {e}") })?;
+                    let value = MetadataValue::try_from(v.as_str())
+                        .map_err(|e| BuildError { key: "headers", message: format!("value of {k:?}: {e}") })?;
+                    headers.push((key, value));
+                }
+                Ok(Client::Grpc { client, headers })
+            }
+            Protocol::HttpProtobuf => {
+                let mut hm = reqwest::header::HeaderMap::new();
+                for (k, v) in &cfg.headers {
+                    let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                        .map_err(|e| BuildError { key: "headers", message: format!("{k:?}: {e}") })?;
+                    let value = reqwest::header::HeaderValue::from_str(v)
+                        .map_err(|e| BuildError { key: "headers", message: format!("value of {k:?}: {e}") })?;
+                    hm.insert(name, value);
+                }
+                let mut b = reqwest::Client::builder().timeout(cfg.timeout).default_headers(hm);
+                if let Some(ca) = &cfg.ca_file {
+                    let cert = reqwest::Certificate::from_pem(&read("tls.ca_file", ca)?)
+                        .map_err(|e| BuildError { key: "tls.ca_file", message: e.to_string() })?;
+                    b = b.add_root_certificate(cert);
+                }
+                if let (Some(c), Some(k)) = (&cfg.cert_file, &cfg.key_file) {
+                    let mut pem = read("tls.cert_file", c)?;
+                    pem.extend(read("tls.key_file", k)?);
+                    let id = reqwest::Identity::from_pem(&pem)
+                        .map_err(|e| BuildError { key: "tls.cert_file", message: e.to_string() })?;
+                    b = b.identity(id);
+                }
+                let client = b.build().map_err(|e| BuildError { key: "endpoint", message: e.to_string() })?;
+                Ok(Client::Http { client, url: cfg.endpoint.clone(), compression: cfg.compression })
+            }
+        }
+    }
+
+    /// One export attempt.
+    pub async fn send(&mut self, req: &ExportTraceServiceRequest) -> Result<Accepted, SendError> {
+        match self {
+            Client::Grpc { client, headers } => {
+                let mut request = tonic::Request::new(req.clone());
+                for (k, v) in headers.iter() {
+                    request.metadata_mut().insert(k.clone(), v.clone());
+                }
+                match client.export(request).await {
+                    Ok(resp) => Ok(accepted(resp.into_inner())),
+                    Err(status) => Err(classify_grpc(&status)),
+                }
+            }
+            Client::Http { client, url, compression } => {
+                let raw = req.encode_to_vec();
+                let (body, encoding) = match compression {
+                    Compression::None => (raw, None),
+                    Compression::Gzip => {
+                        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                        enc.write_all(&raw).and_then(|_| enc.finish()).map(|b| (b, Some("gzip"))).expect("in-memory gzip")
+                    }
+                    Compression::Zstd => (zstd::bulk::compress(&raw, 1).expect("in-memory zstd"), Some("zstd")),
+                };
+                let mut rb = client.post(url.as_str()).header("content-type", "application/x-protobuf").body(body);
+                if let Some(e) = encoding {
+                    rb = rb.header("content-encoding", e);
+                }
+                let resp = rb.send().await.map_err(|e| SendError::Retryable {
+                    reason: if e.is_timeout() { "timeout" } else { "transport" },
+                    delay: None,
+                    detail: format!("POST {url}: {e}"),
+                })?;
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let bytes = resp.bytes().await.unwrap_or_default();
+                classify_http(status, retry_after, &bytes, url)
+            }
+        }
+    }
+}
+
+fn accepted(resp: ExportTraceServiceResponse) -> Accepted {
+    match resp.partial_success {
+        Some(p) => Accepted { rejected_spans: p.rejected_spans, message: p.error_message },
+        None => Accepted { rejected_spans: 0, message: String::new() },
+    }
+}
+
+/// Maps an HTTP answer to an outcome (OTLP/HTTP spec: 429, 502, 503, 504 are retryable).
+pub fn classify_http(status: u16, retry_after: Option<Duration>, body: &[u8], url: &str) -> Result<Accepted, SendError> {
+    match status {
+        200..=299 => Ok(ExportTraceServiceResponse::decode(body).map(accepted).unwrap_or(Accepted {
+            rejected_spans: 0,
+            message: String::new(),
+        })),
+        429 => Err(SendError::Retryable { reason: "throttled", delay: retry_after, detail: format!("POST {url}: HTTP 429") }),
+        502..=504 => Err(SendError::Retryable { reason: "unavailable", delay: retry_after, detail: format!("POST {url}: HTTP {status}") }),
+        _ => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+            Err(SendError::Permanent { detail: format!("POST {url}: HTTP {status} {text}") })
+        }
+    }
+}
+
+/// `google.rpc.Status` and `google.rpc.RetryInfo`, to read a gRPC server's retry delay.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<ProtoAny>,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+fn retry_delay(details: &[u8]) -> Option<Duration> {
+    let st = RpcStatus::decode(details).ok()?;
+    st.details.iter().find(|d| d.type_url.ends_with("google.rpc.RetryInfo")).and_then(|d| {
+        let ri = RetryInfo::decode(d.value.as_slice()).ok()?;
+        let pd = ri.retry_delay?;
+        Some(Duration::new(pd.seconds.max(0) as u64, pd.nanos.max(0) as u32))
+    })
+}
+
+/// Maps a gRPC status to an outcome (OTLP/gRPC spec's retryable codes).
+pub fn classify_grpc(status: &tonic::Status) -> SendError {
+    use tonic::Code::*;
+    let detail = format!("gRPC {:?}: {}", status.code(), status.message());
+    let delay = retry_delay(status.details());
+    match status.code() {
+        Unavailable | Cancelled | Aborted | OutOfRange | DataLoss => SendError::Retryable { reason: "unavailable", delay, detail },
+        DeadlineExceeded => SendError::Retryable { reason: "timeout", delay, detail },
+        ResourceExhausted => SendError::Retryable { reason: "throttled", delay, detail },
+        Unknown if status.message().contains("transport") || status.message().contains("connect") => {
+            SendError::Retryable { reason: "transport", delay, detail }
+        }
+        _ => SendError::Permanent { detail },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_map_to_the_otlp_retry_rules() {
+        assert!(matches!(classify_http(503, Some(Duration::from_secs(2)), b"", "u"), Err(SendError::Retryable { delay: Some(d), .. }) if d == Duration::from_secs(2)));
+        assert!(matches!(classify_http(429, None, b"", "u"), Err(SendError::Retryable { reason: "throttled", .. })));
+        assert!(matches!(classify_http(400, None, b"bad", "u"), Err(SendError::Permanent { .. })));
+        assert_eq!(classify_http(200, None, b"", "u").unwrap().rejected_spans, 0);
+    }
+
+    #[test]
+    fn grpc_retry_info_is_honoured() {
+        let ri = RetryInfo { retry_delay: Some(ProtoDuration { seconds: 3, nanos: 0 }) };
+        let st = RpcStatus {
+            code: 14,
+            message: "down".into(),
+            details: vec![ProtoAny { type_url: "type.googleapis.com/google.rpc.RetryInfo".into(), value: ri.encode_to_vec() }],
+        };
+        let status = tonic::Status::with_details(tonic::Code::Unavailable, "down", st.encode_to_vec().into());
+        assert!(matches!(classify_grpc(&status), SendError::Retryable { delay: Some(d), .. } if d == Duration::from_secs(3)));
+        assert!(matches!(classify_grpc(&tonic::Status::invalid_argument("x")), SendError::Permanent { .. }));
+    }
+}

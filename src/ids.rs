@@ -1,0 +1,73 @@
+//! Deterministic trace and span IDs (`docs/events.md`, "Identities").
+//!
+//! Every ID is a prefix of a SHA-256 over a domain tag, the vCon UUID the run began with, the run
+//! identity and the span's role, so anyone holding `vcon_uuid` and `run` can recompute them, a
+//! re-export after a crash repeats them, and a new run of the same vCon gets a new trace.
+
+use sha2::{Digest, Sha256};
+
+/// The span a record belongs to within its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpanRole<'a> {
+    Root,
+    Link(i64),
+    Storage(&'a str),
+}
+
+fn digest(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update(b"\n");
+        }
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+fn nonzero<const N: usize>(mut id: [u8; N]) -> [u8; N] {
+    if id.iter().all(|b| *b == 0) {
+        id[N - 1] = 1;
+    }
+    id
+}
+
+/// `SHA-256("vcon-otel/v1/trace\n" + vcon_uuid + "\n" + run)[0..16]`.
+pub fn trace_id(vcon_uuid: &str, run: &str) -> [u8; 16] {
+    let d = digest(&[b"vcon-otel/v1/trace", vcon_uuid.as_bytes(), run.as_bytes()]);
+    nonzero(d[..16].try_into().expect("16 bytes"))
+}
+
+/// `SHA-256("vcon-otel/v1/span\n" + vcon_uuid + "\n" + run + "\n" + role)[0..8]`, where role is
+/// `root`, `link\n<index>` or `storage\n<name>`.
+pub fn span_id(vcon_uuid: &str, run: &str, role: SpanRole<'_>) -> [u8; 8] {
+    let base: [&[u8]; 3] = [b"vcon-otel/v1/span", vcon_uuid.as_bytes(), run.as_bytes()];
+    let d = match role {
+        SpanRole::Root => digest(&[base[0], base[1], base[2], b"root"]),
+        SpanRole::Link(i) => digest(&[base[0], base[1], base[2], b"link", i.to_string().as_bytes()]),
+        SpanRole::Storage(name) => digest(&[base[0], base[1], base[2], b"storage", name.as_bytes()]),
+    };
+    nonzero(d[..8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_documented_derivation() {
+        let expect: [u8; 32] = Sha256::digest(b"vcon-otel/v1/trace\nu-1\nr-1").into();
+        assert_eq!(trace_id("u-1", "r-1")[..], expect[..16]);
+        let expect: [u8; 32] = Sha256::digest(b"vcon-otel/v1/span\nu-1\nr-1\nlink\n2").into();
+        assert_eq!(span_id("u-1", "r-1", SpanRole::Link(2))[..], expect[..8]);
+        let expect: [u8; 32] = Sha256::digest(b"vcon-otel/v1/span\nu-1\nr-1\nstorage\ns3").into();
+        assert_eq!(span_id("u-1", "r-1", SpanRole::Storage("s3"))[..], expect[..8]);
+    }
+
+    #[test]
+    fn a_new_run_gets_new_ids() {
+        assert_ne!(trace_id("u", "r1"), trace_id("u", "r2"));
+        assert_ne!(span_id("u", "r1", SpanRole::Root), span_id("u", "r2", SpanRole::Root));
+        assert_ne!(span_id("u", "r1", SpanRole::Link(0)), span_id("u", "r1", SpanRole::Link(1)));
+    }
+}
