@@ -433,6 +433,7 @@ impl Assembler {
         if let Some(h) = run.as_ref().and_then(|o| o.last_hash.as_ref()) {
             attrs.push(kv_str("vcon.hash.final", h.sha256_hex.clone()));
         }
+        s.attributes = attrs;
         let mut acks = Vec::new();
         if let Some(o) = run {
             s.events = o.events;
@@ -458,7 +459,6 @@ impl Assembler {
                 dropped_attributes_count: 0,
             });
         }
-        s.attributes = attrs;
         let chain_label = self.metrics.chains.admit(chain.as_deref().unwrap_or("unknown"));
         let labels = ChainLabels { chain: chain_label, outcome: outcome.as_str() };
         self.metrics.chain_duration.get_or_create(&labels).observe(secs(start, end_ns), metrics::exemplar(&trace_id), None);
@@ -660,3 +660,7 @@ pub fn inline_hash(r: &Record) -> Option<StepHash> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+#[path = "assemble_tests.rs"]
+mod tests;

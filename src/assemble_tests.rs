@@ -1,0 +1,196 @@
+//! Named record sequences and the span trees they must give.
+
+use super::*;
+use crate::event::decode;
+use crate::otlp::attr_str;
+use serde_json::{json, Value};
+
+fn asm() -> Assembler {
+    Assembler::new(Settings { idle_timeout: Duration::from_secs(10), max_open: 3, ..Default::default() }, Arc::new(Metrics::new(50)))
+}
+
+fn rec(v: Value) -> Enriched {
+    Enriched { record: decode(v.to_string().as_bytes()).unwrap(), hash: None }
+}
+
+fn call(i: i64, ts: u64, start: u64, inn: &str, out: &str) -> Value {
+    json!({"v":1,"event":"tracer_call","run":"r1","vcon_uuid":"u1","ts_ns":ts,"start_ns":start,"run_start_ns":100,
+           "links":["a","b","c"],"link_index":i,"tracer":"otel","in_vcon_uuid":inn,"out_vcon_uuid":out,
+           "producer":{"host":"h","pid":7}})
+}
+
+fn spans(out: &[Output]) -> Vec<&FinishedSpan> {
+    out.iter().filter_map(|o| if let Output::Span(s) = o { Some(s) } else { None }).collect()
+}
+
+/// Feeds records; returns every output and the entry IDs acknowledged by them.
+fn feed(a: &mut Assembler, records: Vec<Value>) -> (Vec<Output>, Vec<String>) {
+    let now = Instant::now();
+    let mut all = Vec::new();
+    for (i, r) in records.into_iter().enumerate() {
+        all.extend(a.accept(rec(r), format!("e{i}"), now));
+    }
+    let acked = all
+        .iter()
+        .flat_map(|o| match o {
+            Output::Span(s) => s.acks.clone(),
+            Output::Ack(ids) => ids.clone(),
+        })
+        .collect();
+    (all, acked)
+}
+
+#[test]
+fn three_link_chain_is_one_root_with_three_children_in_order() {
+    let mut a = asm();
+    let (out, acked) = feed(&mut a, vec![call(-1, 110, 100, "u1", "u1"), call(0, 200, 120, "u1", "u1"), call(1, 300, 210, "u1", "u1"), call(2, 400, 310, "u1", "u1")]);
+    let s = spans(&out);
+    assert_eq!(s.len(), 4);
+    let root = s[3];
+    assert_eq!(root.span.name, "chain unknown");
+    assert!(root.span.parent_span_id.is_empty());
+    assert_eq!((root.span.start_time_unix_nano, root.span.end_time_unix_nano), (100, 400));
+    assert_eq!(attr_str(&root.span.attributes, "vcon.run.outcome"), Some("complete"));
+    assert_eq!(root.span.events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["tracer.pre_chain"]);
+    for (i, child) in s[..3].iter().enumerate() {
+        assert_eq!(child.span.name, format!("link {}", ["a", "b", "c"][i]));
+        assert_eq!(child.span.parent_span_id, root.span.span_id);
+        assert_eq!(child.span.trace_id, root.span.trace_id);
+        assert_eq!(child.span.start_time_unix_nano, [120, 210, 310][i]);
+        assert_eq!(attr_str(&child.span.attributes, "vcon.uuid"), Some("u1"));
+    }
+    assert_eq!(root.span.trace_id, ids::trace_id("u1", "r1").to_vec());
+    // Every entry comes back exactly once; the opener with the root.
+    let mut sorted = acked.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["e0", "e1", "e2", "e3"]);
+    assert!(root.acks.contains(&"e0".to_string()) && root.acks.contains(&"e3".to_string()));
+    assert_eq!(a.open_runs(), 0);
+}
+
+#[test]
+fn uuid_swap_is_recorded_on_the_link_and_the_root() {
+    let mut a = asm();
+    let (out, _) = feed(&mut a, vec![call(-1, 110, 100, "u1", "u1"), call(0, 200, 120, "u2", "u1"), call(1, 300, 210, "u2", "u2"), call(2, 400, 310, "u2", "u2")]);
+    let s = spans(&out);
+    assert_eq!(attr_str(&s[0].span.attributes, "vcon.uuid.before"), Some("u1"));
+    assert_eq!(attr_str(&s[0].span.attributes, "vcon.uuid.after"), Some("u2"));
+    assert_eq!(attr_str(&s[1].span.attributes, "vcon.uuid"), Some("u2"));
+    assert_eq!(attr_str(&s[3].span.attributes, "vcon.uuid"), Some("u1"));
+    assert_eq!(attr_str(&s[3].span.attributes, "vcon.uuid.final"), Some("u2"));
+}
+
+fn hooked(event: &str, extra: Value) -> Value {
+    let mut v = json!({"v":1,"event":event,"run":"r1","vcon_uuid":"u1","ts_ns":500,"chain":"main","hooks":true,"run_start_ns":100});
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+#[test]
+fn halt_with_hooks_ends_the_root_as_halted_after_the_halting_link() {
+    let mut a = asm();
+    let mut c0 = call(0, 200, 120, "u1", "u1");
+    c0["hooks"] = json!(true);
+    let (out, _) = feed(&mut a, vec![hooked("chain_start", json!({"ts_ns": 100})), c0, hooked("chain_complete", json!({"outcome": "halted"}))]);
+    let s = spans(&out);
+    assert_eq!(s.len(), 2);
+    assert_eq!(s[1].span.name, "chain main");
+    assert_eq!(attr_str(&s[1].span.attributes, "vcon.run.outcome"), Some("halted"));
+    assert!(s[1].span.status.is_none(), "a halt is not an error");
+}
+
+#[test]
+fn link_error_marks_link_and_root_as_errors_with_exception_events() {
+    let mut a = asm();
+    let err = json!({"type": "ValueError", "message": "boom"});
+    let (out, _) = feed(&mut a, vec![
+        hooked("chain_start", json!({"ts_ns": 100})),
+        hooked("link_error", json!({"link": "a", "link_index": 0, "start_ns": 120, "ts_ns": 150, "error": err})),
+        hooked("chain_error", json!({"ts_ns": 160, "error": err})),
+    ]);
+    let s = spans(&out);
+    for sp in &s {
+        assert_eq!(sp.span.status.as_ref().unwrap().code, status::StatusCode::Error as i32);
+        assert!(sp.span.events.iter().any(|e| e.name == "exception"));
+        assert_eq!(attr_str(&sp.span.attributes, "error.type"), Some("ValueError"));
+    }
+    assert_eq!(attr_str(&s[1].span.attributes, "vcon.run.outcome"), Some("failed"));
+}
+
+#[test]
+fn a_run_without_an_end_is_closed_incomplete_after_the_idle_timeout() {
+    let mut a = asm();
+    let t0 = Instant::now();
+    a.accept(rec(call(-1, 110, 100, "u1", "u1")), "e0".into(), t0);
+    let out = a.accept(rec(call(0, 200, 120, "u1", "u1")), "e1".into(), t0);
+    assert_eq!(spans(&out).len(), 1);
+    assert!(a.expire(t0 + Duration::from_secs(5)).is_empty());
+    let expired = a.expire(t0 + Duration::from_secs(11));
+    assert_eq!(expired.len(), 1);
+    let Output::Span(root) = a.close_incomplete(expired.into_iter().next().unwrap()) else { panic!() };
+    assert_eq!(attr_str(&root.span.attributes, "vcon.run.outcome"), Some("incomplete"));
+    assert_eq!(root.acks, ["e0"]);
+    assert_eq!(root.span.end_time_unix_nano, 200, "ends at the last record seen");
+}
+
+#[test]
+fn too_many_open_runs_evicts_the_least_recently_active_as_incomplete() {
+    let mut a = asm();
+    let t0 = Instant::now();
+    for (i, run) in ["r1", "r2", "r3", "r4"].iter().enumerate() {
+        let mut v = call(-1, 110, 100, "u1", "u1");
+        v["run"] = json!(run);
+        let out = a.accept(rec(v), format!("e{i}"), t0 + Duration::from_millis(i as u64));
+        if i == 3 {
+            let s = spans(&out);
+            assert_eq!(s.len(), 1);
+            assert_eq!(attr_str(&s[0].span.attributes, "vcon.run.id"), Some("r1"));
+        }
+    }
+    assert_eq!(a.open_runs(), 3);
+}
+
+#[test]
+fn the_ending_record_alone_builds_the_root_on_another_replica() {
+    let mut a = asm();
+    let (out, acked) = feed(&mut a, vec![call(2, 400, 310, "u1", "u1")]);
+    let s = spans(&out);
+    assert_eq!(s.len(), 2);
+    assert_eq!((s[1].span.start_time_unix_nano, s[1].span.end_time_unix_nano), (100, 400));
+    assert_eq!(acked, ["e0"]);
+    assert_eq!(a.open_runs(), 0);
+}
+
+#[test]
+fn previous_run_and_conserver_context_become_span_links() {
+    let mut a = asm();
+    let mut open = hooked("chain_start", json!({"ts_ns": 100, "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "prev_run": {"vcon_uuid": "u0", "run": "r0"}}));
+    open["links"] = json!(["a"]);
+    let (out, _) = feed(&mut a, vec![open, hooked("chain_complete", json!({}))]);
+    let root = spans(&out)[0];
+    assert_eq!(root.span.links.len(), 2);
+    assert_eq!(root.span.links[0].trace_id, hex::decode("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
+    assert_eq!(root.span.links[1].trace_id, ids::trace_id("u0", "r0").to_vec());
+    assert_eq!(root.span.links[1].span_id, ids::span_id("u0", "r0", SpanRole::Root).to_vec());
+}
+
+#[test]
+fn seed_model_link_start_supplies_the_start_of_link_complete() {
+    let mut a = asm();
+    let (out, _) = feed(&mut a, vec![
+        hooked("chain_start", json!({"ts_ns": 100})),
+        hooked("link_start", json!({"link": "a", "link_index": 0, "ts_ns": 130})),
+        hooked("link_complete", json!({"link": "a", "link_index": 0, "ts_ns": 170})),
+        hooked("storage_start", json!({"storage": "s3", "ts_ns": 180})),
+        hooked("storage_complete", json!({"storage": "s3", "ts_ns": 190})),
+        hooked("chain_complete", json!({"ts_ns": 195})),
+    ]);
+    let s = spans(&out);
+    assert_eq!(s[0].span.start_time_unix_nano, 130);
+    assert_eq!(s[1].span.name, "storage s3");
+    assert_eq!(s[1].span.start_time_unix_nano, 180);
+    assert_eq!(s[1].span.kind, span::SpanKind::Client as i32);
+}
