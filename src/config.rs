@@ -13,19 +13,32 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A section left empty (only comments under it) reads as YAML null: treat it as all defaults.
+fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// The file as written. Every field is documented in `config/vcon-otel.yml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     /// Resource `service.name` of every span (the conserver's service name).
     pub service_name: Option<String>,
+    #[serde(deserialize_with = "nullable")]
     pub redis: RawRedis,
+    #[serde(deserialize_with = "nullable")]
     pub stream: RawStream,
+    #[serde(deserialize_with = "nullable")]
     pub runs: RawRuns,
+    #[serde(deserialize_with = "nullable")]
     pub export: RawExport,
+    #[serde(deserialize_with = "nullable")]
     pub admin: RawAdmin,
+    #[serde(deserialize_with = "nullable")]
     pub http_ingest: RawHttpIngest,
+    #[serde(deserialize_with = "nullable")]
     pub metrics: RawMetrics,
+    #[serde(deserialize_with = "nullable")]
     pub conserver: RawConserver,
     /// Seconds to drain and flush after SIGINT/SIGTERM before giving up (unacked entries stay pending).
     pub shutdown_grace_secs: Option<u64>,
@@ -75,6 +88,7 @@ pub struct RawExport {
     /// `none` (default), `gzip` or `zstd`.
     pub compression: Option<String>,
     pub timeout_secs: Option<u64>,
+    #[serde(deserialize_with = "nullable")]
     pub tls: RawTls,
     pub max_batch_spans: Option<usize>,
     pub max_batch_delay_ms: Option<u64>,
