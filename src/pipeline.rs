@@ -175,7 +175,10 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
     let client = export::client::Client::new(&export_cfg)?;
     let redis_client = redis::Client::open(config.redis_url.as_str())
         .map_err(|e| anyhow::anyhow!("redis.url: {e} (hint: redis://host:6379)"))?;
-    let conn = connect_with_retry(&redis_client).await;
+    // The reader blocks in XREADGROUP, which holds its connection: it gets a connection of its own,
+    // with a response timeout longer than the block time.
+    let conn = connect_with_retry(&redis_client, Duration::from_secs(10)).await;
+    let reader_conn = connect_with_retry(&redis_client, config.stream.block + Duration::from_secs(10)).await;
     let mut c = conn.clone();
     loop {
         match redis_stream::ensure_group(&mut c, &config.stream).await {
@@ -199,7 +202,7 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
     let (ack_tx, ack_rx) = mpsc::channel::<AckBatch>(256);
 
     let dead = RedisDeadLetters { conn: conn.clone(), stream: config.stream.clone(), metrics: metrics.clone() };
-    let reader = tokio::spawn(redis_stream::read(conn.clone(), config.stream.clone(), entry_tx.clone(), inflight.clone(), metrics.clone(), stop_rx.clone()));
+    let reader = tokio::spawn(redis_stream::read(reader_conn, config.stream.clone(), entry_tx.clone(), inflight.clone(), metrics.clone(), stop_rx.clone()));
     let http = match &config.http_ingest {
         Some(h) => Some(crate::ingest::http::serve(h.clone(), conn.clone(), config.stream.key.clone(), metrics.clone(), stop_rx.clone()).await?),
         None => None,
@@ -253,10 +256,14 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
     Ok(())
 }
 
-async fn connect_with_retry(client: &redis::Client) -> ConnectionManager {
+async fn connect_with_retry(client: &redis::Client, response_timeout: Duration) -> ConnectionManager {
     let mut wait = Duration::from_millis(200);
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(response_timeout))
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_max_delay(Duration::from_secs(5));
     loop {
-        match client.get_connection_manager().await {
+        match client.get_connection_manager_with_config(config.clone()).await {
             Ok(c) => return c,
             Err(e) => {
                 tracing::warn!(error = %e, retry_ms = wait.as_millis() as u64, "cannot connect to Redis; retrying");
