@@ -3,6 +3,10 @@
 //! Exit codes: 0 success; 1 runtime failure; 78 invalid configuration (EX_CONFIG).
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

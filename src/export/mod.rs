@@ -102,15 +102,14 @@ pub async fn run<D: DeadLetters>(
         }
         if !finished.is_empty() {
             metrics.export_batch_spans.observe(finished.len() as f64);
-            let req = build_request(&settings.service_name, &finished);
-            if !deliver(&mut sink, &req, &finished, &settings, &metrics, &mut dead, &mut give_up).await {
-                tracing::warn!(spans = finished.len(), "shutdown deadline passed while the collector was failing; the entries stay pending and are exported after a restart");
+            let n = finished.len();
+            let (req, span_acks) = build_request(&settings.service_name, finished);
+            if !deliver(&mut sink, &req, n, &span_acks, &settings, &metrics, &mut dead, &mut give_up).await {
+                tracing::warn!(spans = n, "shutdown deadline passed while the collector was failing; the entries stay pending and are exported after a restart");
                 return;
             }
-        }
-        for s in finished {
-            ack.ids.extend(s.acks);
-            ack.done.extend(s.root_of);
+            ack.ids.extend(span_acks.ids);
+            ack.done.extend(span_acks.done);
         }
         if !ack.ids.is_empty() && acks.send(ack).await.is_err() {
             return;
@@ -122,13 +121,14 @@ pub async fn run<D: DeadLetters>(
 async fn deliver<D: DeadLetters>(
     sink: &mut Sink,
     req: &ExportTraceServiceRequest,
-    finished: &[FinishedSpan],
+    n: usize,
+    span_acks: &AckBatch,
     settings: &Settings,
     metrics: &Metrics,
     dead: &mut D,
     give_up: &mut watch::Receiver<bool>,
 ) -> bool {
-    let n = finished.len() as u64;
+    let n = n as u64;
     let (client, term) = match sink {
         Sink::Terminal(t) => {
             t.show(req);
@@ -161,8 +161,7 @@ async fn deliver<D: DeadLetters>(
                 metrics.tracer_call("otlp_export", "bridge", "error", took);
                 metrics.spans_exported.get_or_create(&OutcomeLabel { outcome: "failed" }).inc_by(n);
                 tracing::error!(spans = n, error = %detail, "collector rejected the batch permanently; its entries go to the dead-letter stream");
-                let ids: Vec<EntryId> = finished.iter().flat_map(|s| s.acks.iter().cloned()).collect();
-                dead.export_rejected(&ids, &detail).await;
+                dead.export_rejected(&span_acks.ids, &detail).await;
                 return true;
             }
             Err(SendError::Retryable { reason, delay, detail }) => {
@@ -195,11 +194,14 @@ pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
     base.mul_f64(jitter).min(max)
 }
 
-/// Groups spans by producer instance into one request.
-pub fn build_request(service_name: &str, spans: &[FinishedSpan]) -> ExportTraceServiceRequest {
+/// Groups spans by producer instance into one request; returns it with the spans' acknowledgements.
+pub fn build_request(service_name: &str, spans: Vec<FinishedSpan>) -> (ExportTraceServiceRequest, AckBatch) {
+    let mut acks = AckBatch::default();
     let mut by_producer: BTreeMap<Option<(String, u64)>, Vec<crate::otlp::Span>> = BTreeMap::new();
     for s in spans {
-        by_producer.entry(s.producer.as_ref().map(|p| (p.host.clone(), p.pid))).or_default().push(s.span.clone());
+        acks.ids.extend(s.acks);
+        acks.done.extend(s.root_of);
+        by_producer.entry(s.producer.map(|p| (p.host, p.pid))).or_default().push(s.span);
     }
     let resource_spans = by_producer
         .into_iter()
@@ -227,7 +229,7 @@ pub fn build_request(service_name: &str, spans: &[FinishedSpan]) -> ExportTraceS
             }
         })
         .collect();
-    ExportTraceServiceRequest { resource_spans }
+    (ExportTraceServiceRequest { resource_spans }, acks)
 }
 
 #[cfg(test)]

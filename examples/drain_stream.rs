@@ -1,0 +1,26 @@
+//! Benchmark baseline: reads the event stream with a consumer group and acknowledges every entry,
+//! doing nothing else — the Redis I/O floor under the bridge. Usage: `drain_stream REDIS_URL STREAM`.
+
+use redis::streams::StreamReadReply;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let url = args.next().unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let stream = args.next().unwrap_or_else(|| "vcon_otel:events".into());
+    let mut conn = redis::Client::open(url).expect("url").get_connection().expect("connect");
+    let _: redis::RedisResult<()> = redis::cmd("XGROUP").arg("CREATE").arg(&stream).arg("baseline").arg("0").query(&mut conn);
+    let mut total = 0usize;
+    loop {
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP").arg("baseline").arg("c").arg("COUNT").arg(512).arg("STREAMS").arg(&stream).arg(">")
+            .query(&mut conn)
+            .expect("XREADGROUP");
+        let ids: Vec<String> = reply.map(|r| r.keys.into_iter().flat_map(|k| k.ids).map(|i| i.id).collect()).unwrap_or_default();
+        if ids.is_empty() {
+            break;
+        }
+        total += ids.len();
+        let _: i64 = redis::cmd("XACK").arg(&stream).arg("baseline").arg(&ids).query(&mut conn).expect("XACK");
+    }
+    println!("drained {total}");
+}
