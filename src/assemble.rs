@@ -435,7 +435,9 @@ impl Assembler {
         }
         s.attributes = attrs;
         let mut acks = Vec::new();
+        let mut producer = end.and_then(|r| r.producer.clone());
         if let Some(o) = run {
+            producer = producer.or(o.producer);
             s.events = o.events;
             s.dropped_events_count = o.dropped_events;
             acks = o.held;
@@ -463,7 +465,6 @@ impl Assembler {
         let labels = ChainLabels { chain: chain_label, outcome: outcome.as_str() };
         self.metrics.chain_duration.get_or_create(&labels).observe(secs(start, end_ns), metrics::exemplar(&trace_id), None);
         self.metrics.runs.get_or_create(&labels).inc();
-        let producer = end.and_then(|r| r.producer.clone());
         FinishedSpan { span: s, producer, acks, root_of: Some(trace_id) }
     }
 }

@@ -72,7 +72,9 @@ pub async fn read(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut own_pending = true;
+    // Our own pending entries (left by a previous life of this consumer) are re-read first, from
+    // ID 0 with a cursor, until a read comes back empty; then new entries (">").
+    let mut pending_cursor: Option<String> = Some("0".into());
     let mut last_claim = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(100);
     while !*stop.borrow() {
@@ -88,13 +90,12 @@ pub async fn read(
                 Err(e) => tracing::warn!(error = %e, "XAUTOCLAIM failed; retrying next round"),
             }
         }
-        let start = if own_pending { "0" } else { ">" };
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP").arg(&s.group).arg(&s.consumer).arg("COUNT").arg(s.read_count);
-        if !own_pending {
+        if pending_cursor.is_none() {
             cmd.arg("BLOCK").arg(s.block.as_millis() as u64);
         }
-        cmd.arg("STREAMS").arg(&s.key).arg(start);
+        cmd.arg("STREAMS").arg(&s.key).arg(pending_cursor.as_deref().unwrap_or(">"));
         let reply: redis::RedisResult<Option<StreamReadReply>> = tokio::select! {
             r = cmd.query_async(&mut conn) => r,
             _ = stop.changed() => break,
@@ -103,20 +104,10 @@ pub async fn read(
             Ok(r) => {
                 backoff = Duration::from_millis(100);
                 let got = r.map(entries).unwrap_or_default();
-                if own_pending {
-                    // Our own pending list is read once, from 0, until it comes back empty.
-                    let fresh: Vec<Entry> = {
-                        let f = inflight.lock().expect("inflight poisoned");
-                        got.into_iter().filter(|e| !f.contains(&e.id)).collect()
-                    };
-                    if fresh.is_empty() {
-                        own_pending = false;
-                        continue;
-                    }
-                    if !send_new(fresh, &out, &inflight, &metrics).await {
-                        return;
-                    }
-                } else if !send_new(got, &out, &inflight, &metrics).await {
+                if pending_cursor.is_some() {
+                    pending_cursor = got.last().map(|e| e.id.clone());
+                }
+                if !send_new(got, &out, &inflight, &metrics).await {
                     return;
                 }
             }
@@ -132,7 +123,7 @@ pub async fn read(
                     _ = stop.changed() => break,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
-                own_pending = true;
+                pending_cursor = Some("0".into());
             }
         }
     }

