@@ -54,6 +54,15 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Print `Vcon.hash` (SHA-256, as vCon Server computes it) and the sha512 token of stored vCons.
+    /// Exit 0 when every file hashed, 1 when any could not be read or parsed.
+    Hash {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the canonical bytes that are hashed (Python's `json.dumps` of the normalized vCon).
+        #[arg(long)]
+        canonical: bool,
+    },
     /// Print the trace and span IDs of a run (docs/events.md, "Identities").
     Ids {
         #[arg(long)]
@@ -99,6 +108,33 @@ fn main() -> ExitCode {
                 ExitCode::from(78)
             }
         },
+        Command::Hash { files, canonical } => {
+            let mut ok = true;
+            for f in files {
+                if canonical {
+                    use std::io::Write;
+                    match std::fs::read(&f).map_err(|e| e.to_string()).and_then(|b| vcon_otel::compliance::canonical_bytes(&b).map_err(|e| e.to_string())) {
+                        Ok(bytes) => {
+                            let _ = std::io::stdout().write_all(&bytes);
+                            println!();
+                        }
+                        Err(e) => {
+                            eprintln!("{}: {e}", f.display());
+                            ok = false;
+                        }
+                    }
+                    continue;
+                }
+                match std::fs::read(&f).map_err(|e| e.to_string()).and_then(|b| vcon_otel::compliance::vcon_hash(&b).map_err(|e| e.to_string())) {
+                    Ok(h) => println!("{}  {}  {}", h.sha256_hex, h.sha512_token, f.display()),
+                    Err(e) => {
+                        eprintln!("{}: {e}", f.display());
+                        ok = false;
+                    }
+                }
+            }
+            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
         Command::Ids { vcon_uuid, run, links } => {
             use vcon_otel::ids::{span_id, trace_id, SpanRole};
             println!("trace_id {}", hex::encode(trace_id(&vcon_uuid, &run)));

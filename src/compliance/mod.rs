@@ -1,1 +1,106 @@
-//! Compliance hashing (placeholder; being written).
+//! Compliance hashing: vCon Server's `Vcon.hash`, byte for byte (`docs/compliance.md`).
+//!
+//! `Vcon.hash` is the lowercase hex SHA-256 of Python's default `json.dumps(vcon_dict)`, where
+//! `vcon_dict` is the document read back from Redis (`JSON.GET`, parsed by `json.loads`) after
+//! `normalize_legacy_fields`. [`vcon_hash`] computes it from the stored JSON text, together with
+//! the vCon spec's `sha512-<base64url>` token of the same bytes and privacy-safe counts.
+
+pub mod chain;
+pub mod normalize;
+pub mod pyjson;
+
+use sha2::{Digest, Sha256, Sha512};
+use std::fmt;
+
+/// The hashes of one vCon state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VconHash {
+    /// `Vcon.hash`: lowercase hex SHA-256 of the canonical bytes.
+    pub sha256_hex: String,
+    /// The vCon spec's content-hash token of the same bytes: `sha512-<base64url, no padding>`.
+    pub sha512_token: String,
+    /// Entries in `parties`, `dialog`, `analysis`, `attachments` (no content, no identifiers).
+    pub counts: [u64; 4],
+    /// Length of the canonical bytes.
+    pub canonical_len: u64,
+}
+
+/// Why a stored document cannot be hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashError {
+    NotUtf8 { offset: usize },
+    Json(pyjson::ParseError),
+    NotAnObject,
+}
+
+impl fmt::Display for HashError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashError::NotUtf8 { offset } => write!(f, "the document is not UTF-8 text (first bad byte at offset {offset})"),
+            HashError::Json(e) => write!(f, "{e}"),
+            HashError::NotAnObject => write!(f, "the document is not a JSON object, so it is not a vCon"),
+        }
+    }
+}
+
+impl std::error::Error for HashError {}
+
+struct DualHasher {
+    a: Sha256,
+    b: Sha512,
+    buf: Vec<u8>,
+    len: u64,
+}
+
+impl DualHasher {
+    fn flush(&mut self) {
+        self.a.update(&self.buf);
+        self.b.update(&self.buf);
+        self.buf.clear();
+    }
+}
+
+impl pyjson::Sink for DualHasher {
+    fn put(&mut self, bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        if bytes.len() > 4096 {
+            self.flush();
+            self.a.update(bytes);
+            self.b.update(bytes);
+        } else {
+            self.buf.extend_from_slice(bytes);
+            if self.buf.len() >= 16 * 1024 {
+                self.flush();
+            }
+        }
+    }
+}
+
+/// `Vcon.hash` of a stored vCon document (the text `JSON.GET vcon:{uuid}` returns, or a file).
+pub fn vcon_hash(stored_json: &[u8]) -> Result<VconHash, HashError> {
+    let text = std::str::from_utf8(stored_json).map_err(|e| HashError::NotUtf8 { offset: e.valid_up_to() })?;
+    let mut doc = pyjson::parse(text).map_err(HashError::Json)?;
+    let pyjson::Value::Object(_) = &doc else { return Err(HashError::NotAnObject) };
+    normalize::normalize_legacy_fields(&mut doc);
+    let counts = normalize::counts(&doc);
+    let mut h = DualHasher { a: Sha256::new(), b: Sha512::new(), buf: Vec::with_capacity(32 * 1024), len: 0 };
+    pyjson::write(&mut h, &doc);
+    h.flush();
+    use base64::Engine;
+    Ok(VconHash {
+        sha256_hex: hex::encode(h.a.finalize()),
+        sha512_token: format!("sha512-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.b.finalize())),
+        counts,
+        canonical_len: h.len,
+    })
+}
+
+/// The canonical bytes themselves (`json.dumps` of the normalized document), for inspection.
+pub fn canonical_bytes(stored_json: &[u8]) -> Result<Vec<u8>, HashError> {
+    let text = std::str::from_utf8(stored_json).map_err(|e| HashError::NotUtf8 { offset: e.valid_up_to() })?;
+    let mut doc = pyjson::parse(text).map_err(HashError::Json)?;
+    normalize::normalize_legacy_fields(&mut doc);
+    let mut out = Vec::new();
+    pyjson::write(&mut out, &doc);
+    Ok(out)
+}
