@@ -23,11 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// One entry read from the stream: its ID and the bytes of field `r` (None when absent).
-#[derive(Debug)]
+/// One entry read from the stream: its ID, the bytes of field `r` (the record; None when absent)
+/// and of field `p` (the previous run of the vCon, `{"vcon_uuid", "run"}`, which the Python
+/// producer's script adds server-side in the same round trip; see docs/conserver.md).
+#[derive(Debug, Default)]
 pub struct Entry {
     pub id: EntryId,
     pub payload: Option<Vec<u8>>,
+    pub prev_run: Option<Vec<u8>>,
 }
 
 /// Entries read and not yet acknowledged by this process (shared by reader and acker).
@@ -54,13 +57,14 @@ fn entries(reply: StreamReadReply) -> Vec<Entry> {
     reply.keys.into_iter().flat_map(|k| k.ids).map(to_entry).collect()
 }
 
-fn to_entry(id: redis::streams::StreamId) -> Entry {
-    let payload = match id.map.get("r") {
-        Some(Value::BulkString(b)) => Some(b.clone()),
-        Some(Value::SimpleString(s)) => Some(s.clone().into_bytes()),
+fn to_entry(mut id: redis::streams::StreamId) -> Entry {
+    let mut field = |name: &str| match id.map.remove(name) {
+        Some(Value::BulkString(b)) => Some(b),
+        Some(Value::SimpleString(s)) => Some(s.into_bytes()),
         _ => None,
     };
-    Entry { id: id.id, payload }
+    let (payload, prev_run) = (field("r"), field("p"));
+    Entry { id: id.id, payload, prev_run }
 }
 
 /// Reads until `stop` turns true or the channel closes.

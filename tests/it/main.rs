@@ -5,3 +5,4 @@ mod support;
 
 mod bridge;
 mod compliance;
+mod python_e2e;

@@ -1,0 +1,59 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+def _need(var):
+    v = os.environ.get(var)
+    if not v:
+        pytest.fail("%s is not set: run the tests with scripts/test.sh, which installs Redis and RedisJSON and sets it" % var)
+    return v
+
+
+class Server:
+    def __init__(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.url = "redis://127.0.0.1:%d" % self.port
+        self.proc = subprocess.Popen(
+            [_need("VCON_OTEL_REDIS_SERVER"), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--loadmodule", _need("VCON_OTEL_REJSON")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                self.client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_state():
+    from vcon_otel import _state, hooks
+    _state.clear()
+    hooks.options = {}
+    yield
+    _state.clear()

@@ -1,0 +1,189 @@
+"""Record building and the one Redis round trip per call.
+
+Everything the tracer and the hooks send goes through :func:`send`: one pipeline (or one Lua
+script when the call opens a run) carrying the XADD of the record, the compliance snapshot (a
+server-side ``COPY`` of ``vcon:{uuid}``) and the "last run of this vCon" bookkeeping. Nothing here
+ever raises into the conserver unless the caller asks for it (``dlq_vcon_on_error``).
+"""
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+import redis
+
+logger = logging.getLogger("vcon_otel")
+
+DEFAULTS = {
+    # Redis of the bridge's stream; default the conserver's own REDIS_URL.
+    "redis_url": None,
+    # The stream the bridge reads (config stream.key).
+    "stream": "vcon_otel:events",
+    # Approximate cap on the stream length (XADD MAXLEN ~). None: no cap, so nothing is ever
+    # trimmed before the bridge read it; the bridge's acks do not shrink a stream, so set a cap
+    # (e.g. 1000000) or trim by age in production.
+    "maxlen": None,
+    # "copy": snapshot the vCon server-side at every call (COPY vcon:{uuid}), so the bridge hashes
+    # the state of that step; "none": no snapshot, no hash.
+    "snapshot": "copy",
+    # Seconds a snapshot lives if the bridge never reads it.
+    "snapshot_ttl": 86400,
+    # Seconds the "last run of this vCon" pointer lives (links consecutive runs).
+    "lastrun_ttl": 7 * 86400,
+    # Redis socket timeouts (seconds): a slow Redis costs the conserver at most this per call.
+    "socket_timeout": 0.5,
+    # Failures are logged at most once per this many seconds (each one is counted).
+    "log_interval": 60,
+    # Raise into the conserver on failure (it then sends the vCon to its DLQ), as upstream tracers.
+    "dlq_vcon_on_error": False,
+}
+
+_HOST = socket.gethostname()
+_clients = {}
+_clients_lock = threading.Lock()
+_stats_lock = threading.Lock()
+_stats = {"sent": 0, "failed": 0}
+_last_log = [0.0]
+
+
+def options(opts):
+    """`opts` (may be None) merged over DEFAULTS."""
+    merged = dict(DEFAULTS)
+    if opts:
+        merged.update({k: v for k, v in opts.items() if v is not None or k in ("maxlen",)})
+    if not merged.get("redis_url"):
+        merged["redis_url"] = os.environ.get("REDIS_URL", "redis://localhost:6379")
+    return merged
+
+
+def client(opts):
+    key = (opts["redis_url"], opts["socket_timeout"])
+    c = _clients.get(key)
+    if c is None:
+        with _clients_lock:
+            c = _clients.get(key)
+            if c is None:
+                c = redis.Redis.from_url(
+                    opts["redis_url"],
+                    socket_timeout=opts["socket_timeout"],
+                    socket_connect_timeout=opts["socket_timeout"],
+                )
+                _clients[key] = c
+    return c
+
+
+def stats():
+    """Counters since the process started: records sent, calls that failed."""
+    with _stats_lock:
+        return dict(_stats)
+
+
+def _count(name):
+    with _stats_lock:
+        _stats[name] += 1
+
+
+def producer():
+    return {"host": _HOST, "pid": os.getpid(), "thread": threading.get_ident()}
+
+
+def new_run_id():
+    return uuid.uuid4().hex
+
+
+# Opens a run: reads and replaces the vCon's last-run pointer and appends the record with the
+# previous run in field "p", all server-side in one round trip.
+# KEYS: stream, lastrun key, [vcon key, snapshot key]; ARGV: record, run ref, lastrun ttl, maxlen, snapshot ttl
+_OPEN_SCRIPT = """
+local prev = redis.call('GET', KEYS[2])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
+if KEYS[3] then
+  if redis.call('COPY', KEYS[3], KEYS[4], 'REPLACE') == 1 then
+    redis.call('EXPIRE', KEYS[4], tonumber(ARGV[5]))
+  end
+end
+local args = {KEYS[1]}
+if ARGV[4] ~= '' then
+  table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, ARGV[4])
+end
+table.insert(args, '*'); table.insert(args, 'r'); table.insert(args, ARGV[1])
+if prev then table.insert(args, 'p'); table.insert(args, prev) end
+return redis.call('XADD', unpack(args))
+"""
+_scripts = {}
+
+
+def snapshot_key(run, seq):
+    return "vcon_otel:snap:%s:%d" % (run, seq)
+
+
+def send(opts, record, snapshot_of=None, open_run_of=None, point_run_from=None):
+    """Appends `record` to the stream in one round trip.
+
+    snapshot_of: vCon UUID to snapshot (sets record["compliance"]["snapshot"]).
+    open_run_of: vCon UUID whose last-run pointer is swapped for this run (record gains "p").
+    point_run_from: a new vCon UUID (after a swap) that must point at this run too.
+    Returns True when Redis took it; False (counted, logged at most once per interval) otherwise,
+    or raises when opts["dlq_vcon_on_error"] is truthy.
+    """
+    try:
+        snap = None
+        if snapshot_of and opts.get("snapshot") == "copy":
+            snap = snapshot_key(record["run"], record.get("seq", 0))
+            record["compliance"] = {"snapshot": snap}
+        data = json.dumps(record, separators=(",", ":"))
+        r = client(opts)
+        maxlen = opts.get("maxlen")
+        run_ref = json.dumps({"vcon_uuid": record["vcon_uuid"], "run": record["run"]}, separators=(",", ":"))
+        if open_run_of:
+            script = _scripts.get(id(r))
+            if script is None:
+                script = _scripts[id(r)] = r.register_script(_OPEN_SCRIPT)
+            keys = [opts["stream"], "vcon_otel:lastrun:" + open_run_of]
+            if snap:
+                keys += ["vcon:" + snapshot_of, snap]
+            script(keys=keys, args=[data, run_ref, int(opts["lastrun_ttl"]), "" if maxlen is None else int(maxlen), int(opts["snapshot_ttl"])])
+        else:
+            p = r.pipeline(transaction=False)
+            if snap:
+                p.copy("vcon:" + snapshot_of, snap, replace=True)
+                p.expire(snap, int(opts["snapshot_ttl"]))
+            if point_run_from:
+                p.set("vcon_otel:lastrun:" + point_run_from, run_ref, ex=int(opts["lastrun_ttl"]))
+            if maxlen is None:
+                p.xadd(opts["stream"], {"r": data})
+            else:
+                p.xadd(opts["stream"], {"r": data}, maxlen=int(maxlen), approximate=True)
+            p.execute()
+        _count("sent")
+        return True
+    except Exception as e:  # never let tracing break the conserver
+        _count("failed")
+        now = time.monotonic()
+        if now - _last_log[0] >= float(opts.get("log_interval") or 0):
+            _last_log[0] = now
+            logger.error("vcon_otel: cannot append to %s at %s: %s (failures so far: %d)", opts.get("stream"), opts.get("redis_url"), e, stats()["failed"])
+        if opts.get("dlq_vcon_on_error"):
+            raise
+        return False
+
+
+def traceparent(context):
+    """A W3C traceparent from the conserver's ingress context (`trace_id`, `span_id`, `trace_flags`)."""
+    if not isinstance(context, dict):
+        return None
+    t, s = context.get("trace_id"), context.get("span_id")
+    if not t or not s:
+        return None
+    try:
+        flags = int(context.get("trace_flags", 1) or 0)
+        t = "%032x" % int(str(t), 16)
+        s = "%016x" % int(str(s), 16)
+    except (TypeError, ValueError):
+        return None
+    if int(t, 16) == 0 or int(s, 16) == 0:
+        return None
+    return "00-%s-%s-%02x" % (t, s, flags & 0xFF)

@@ -1,0 +1,61 @@
+"""Per-thread run state.
+
+vCon Server runs one vCon's chain sequentially on one thread (several threads per process with
+CONSERVER_VCON_CONCURRENCY, several processes with CONSERVER_WORKERS), so "the run this thread is
+in" identifies a run without any shared state: the same vCon in two chains at once is on two
+threads, a DLQ reprocess starts a new run at its pre-chain call, a UUID swap keeps the run.
+"""
+import threading
+import time
+
+from . import _emit
+
+_local = threading.local()
+
+
+class Run:
+    __slots__ = ("vcon_uuid", "run", "start_ns", "seq", "last_ns", "chain", "links", "hooks",
+                 "ingress_list", "current", "last_index", "link_module", "traceparent", "errored")
+
+    def __init__(self, vcon_uuid, links=None, chain=None, hooks=False):
+        self.vcon_uuid = vcon_uuid          # the UUID the run began with
+        self.run = _emit.new_run_id()
+        self.start_ns = time.time_ns()
+        self.seq = 0
+        self.last_ns = self.start_ns        # when the previous call for this run returned
+        self.chain = chain
+        self.links = list(links) if links is not None else None
+        self.hooks = hooks
+        self.ingress_list = None
+        self.current = vcon_uuid            # the UUID the chain is on now
+        self.last_index = -1                # last link whose tracer call was seen
+        self.link_module = None             # what after_link saw of the link that just ran
+        self.traceparent = None
+        self.errored = False
+
+    def base(self, event, ts_ns):
+        r = {"v": 1, "event": event, "run": self.run, "vcon_uuid": self.vcon_uuid, "ts_ns": ts_ns,
+             "run_start_ns": self.start_ns, "seq": self.seq, "producer": _emit.producer()}
+        self.seq += 1
+        if self.chain:
+            r["chain"] = self.chain
+        if self.links is not None:
+            r["links"] = self.links
+        if self.hooks:
+            r["hooks"] = True
+        if self.ingress_list:
+            r["ingress_list"] = self.ingress_list
+        return r
+
+
+def current():
+    return getattr(_local, "run", None)
+
+
+def start(run):
+    _local.run = run
+    return run
+
+
+def clear():
+    _local.run = None

@@ -1,0 +1,117 @@
+"""The vcon-otel tracer module for vCon Server.
+
+Register it in the conserver's config.yml (see docs/conserver.md)::
+
+    tracers:
+      otel:
+        module: vcon_otel.tracer
+        options: {stream: vcon_otel:events}
+
+``run(...)`` is the interface vCon Server really calls: before the first link (``link_index=-1``,
+``in == out == the vCon's UUID``) and after each link that returned (``link_index=i``,
+``in_vcon_uuid`` = the UUID the link returned, ``out_vcon_uuid`` = the UUID before it; on a halt both
+are the current UUID). Each call costs the conserver one Redis round trip; the bridge does the rest.
+
+``trace(vcon_uuid, event, opts)`` is the event-based interface of the tracer documentation, for
+conservers that call it (events chain_start, link_start, link_complete, link_error, storage_start,
+storage_complete, storage_error, chain_complete, chain_error).
+"""
+import time
+
+from . import _emit, _state
+
+default_options = dict(_emit.DEFAULTS)
+
+
+def stats():
+    """Records sent and calls failed in this process."""
+    return _emit.stats()
+
+
+def run(in_vcon_uuid, out_vcon_uuid, tracer_name, links, link_index, opts=None):
+    started = time.perf_counter_ns()
+    o = _emit.options(opts)
+    now = time.time_ns()
+    run_ = _state.current()
+    links = list(links or [])
+    if link_index == -1:
+        opened_here = not (run_ is not None and run_.hooks and run_.current == out_vcon_uuid and run_.last_index == -1)
+        if opened_here:
+            run_ = _state.start(_state.Run(out_vcon_uuid, links=links))
+        elif run_.links is None:
+            run_.links = links
+    elif run_ is None or run_.current != out_vcon_uuid:
+        # The pre-chain call of this run was not seen here (tracer registered mid-run): open one.
+        run_ = _state.start(_state.Run(out_vcon_uuid, links=links))
+        opened_here = True
+    else:
+        opened_here = False
+    rec = run_.base("tracer_call", now)
+    rec.update({"links": links, "link_index": link_index, "tracer": tracer_name,
+                "in_vcon_uuid": in_vcon_uuid, "out_vcon_uuid": out_vcon_uuid})
+    if link_index >= 0:
+        rec["start_ns"] = run_.last_ns
+        if run_.link_module:
+            rec["module"] = run_.link_module
+            run_.link_module = None
+        run_.last_index = link_index
+    swapped = link_index >= 0 and in_vcon_uuid and in_vcon_uuid != out_vcon_uuid
+    rec["call_ns"] = time.perf_counter_ns() - started
+    _emit.send(
+        o,
+        rec,
+        snapshot_of=in_vcon_uuid,
+        open_run_of=out_vcon_uuid if (link_index == -1 and opened_here) else None,
+        point_run_from=in_vcon_uuid if swapped else None,
+    )
+    if swapped:
+        run_.current = in_vcon_uuid
+    run_.last_ns = time.time_ns()
+    if link_index >= 0 and link_index == len(links) - 1 and not run_.hooks:
+        _state.clear()
+    return True
+
+
+_SEED_EVENTS = {"chain_start", "link_start", "link_complete", "link_error", "storage_start",
+                "storage_complete", "storage_error", "chain_complete", "chain_error"}
+
+
+def trace(vcon_uuid, event, opts=None):
+    """The event-based interface. `opts` may carry `chain`, `link`, `module`, `storage`, `error`
+    (an exception or a message) to enrich the record; unknown events are logged and ignored."""
+    o = _emit.options(opts)
+    extra = opts or {}
+    now = time.time_ns()
+    if event not in _SEED_EVENTS:
+        _emit.logger.warning("vcon_otel.trace: unknown event %r ignored", event)
+        return None
+    run_ = _state.current()
+    if event == "chain_start" or run_ is None:
+        run_ = _state.start(_state.Run(vcon_uuid, chain=extra.get("chain"), hooks=True))
+        if event == "chain_start":
+            _emit.send(o, run_.base("chain_start", now), snapshot_of=vcon_uuid, open_run_of=vcon_uuid)
+            run_.last_ns = time.time_ns()
+            return None
+    rec = run_.base(event, now)
+    if event.startswith("link_"):
+        if event == "link_start":
+            run_.last_index += 1
+        rec["link_index"] = max(run_.last_index, 0)
+        rec["link"] = extra.get("link") or "link_%d" % max(run_.last_index, 0)
+        if extra.get("module"):
+            rec["module"] = extra["module"]
+    if event.startswith("storage_"):
+        rec["storage"] = extra.get("storage") or "storage"
+    if event.endswith("_error"):
+        err = extra.get("error")
+        rec["error"] = {"type": type(err).__name__ if isinstance(err, BaseException) else "Error",
+                        "message": str(err) if err is not None else event}
+    if event in ("link_complete", "link_error", "storage_complete", "storage_error"):
+        rec["start_ns"] = run_.last_ns
+    if vcon_uuid != run_.vcon_uuid:
+        rec["out_vcon_uuid"] = vcon_uuid
+    _emit.send(o, rec, snapshot_of=vcon_uuid if event in ("link_complete", "chain_complete") else None)
+    run_.last_ns = time.time_ns()
+    if event in ("chain_complete", "chain_error"):
+        _state.clear()
+    return None
