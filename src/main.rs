@@ -125,8 +125,8 @@ fn main() -> ExitCode {
                     }
                     continue;
                 }
-                match std::fs::read(&f).map_err(|e| e.to_string()).and_then(|b| vcon_otel::compliance::vcon_hash(&b).map_err(|e| e.to_string())) {
-                    Ok(h) => println!("{}  {}  {}", h.sha256_hex, h.sha512_token, f.display()),
+                match std::fs::read(&f).map_err(|e| e.to_string()).and_then(|b| vcon_otel::compliance::vcon_hash_with_sha512(&b).map_err(|e| e.to_string())) {
+                    Ok(h) => println!("{}  {}  {}", h.sha256_hex, h.sha512_token.unwrap_or_default(), f.display()),
                     Err(e) => {
                         eprintln!("{}: {e}", f.display());
                         ok = false;

@@ -167,7 +167,7 @@ async fn snapshot_hash(conn: &mut ConnectionManager, key: &str) -> Option<StepHa
 /// `Vcon.hash` of a stored vCon document, as span attributes.
 fn step_hash(bytes: &[u8]) -> Result<StepHash, crate::compliance::HashError> {
     let h = crate::compliance::vcon_hash(bytes)?;
-    Ok(StepHash { sha256_hex: h.sha256_hex, sha512_token: Some(h.sha512_token), counts: Some(h.counts) })
+    Ok(StepHash { sha256_hex: h.sha256_hex, sha512_token: h.sha512_token, counts: Some(h.counts) })
 }
 
 /// Everything `run` needs that is built before any port is bound or connection made.

@@ -17,8 +17,9 @@ use std::fmt;
 pub struct VconHash {
     /// `Vcon.hash`: lowercase hex SHA-256 of the canonical bytes.
     pub sha256_hex: String,
-    /// The vCon spec's content-hash token of the same bytes: `sha512-<base64url, no padding>`.
-    pub sha512_token: String,
+    /// The vCon spec's content-hash token of the same bytes: `sha512-<base64url, no padding>`,
+    /// when asked for ([`vcon_hash_with_sha512`]); SHA-512 in software halves the throughput.
+    pub sha512_token: Option<String>,
     /// Entries in `parties`, `dialog`, `analysis`, `attachments` (no content, no identifiers).
     pub counts: [u64; 4],
     /// Length of the canonical bytes.
@@ -47,15 +48,23 @@ impl std::error::Error for HashError {}
 
 struct DualHasher {
     a: Sha256,
-    b: Sha512,
+    b: Option<Sha512>,
     buf: Vec<u8>,
     len: u64,
 }
 
 impl DualHasher {
+    fn update(&mut self, bytes: &[u8]) {
+        self.a.update(bytes);
+        if let Some(b) = self.b.as_mut() {
+            b.update(bytes);
+        }
+    }
+
     fn flush(&mut self) {
-        self.a.update(&self.buf);
-        self.b.update(&self.buf);
+        let buf = std::mem::take(&mut self.buf);
+        self.update(&buf);
+        self.buf = buf;
         self.buf.clear();
     }
 }
@@ -65,8 +74,7 @@ impl pyjson::Sink for DualHasher {
         self.len += bytes.len() as u64;
         if bytes.len() > 4096 {
             self.flush();
-            self.a.update(bytes);
-            self.b.update(bytes);
+            self.update(bytes);
         } else {
             self.buf.extend_from_slice(bytes);
             if self.buf.len() >= 16 * 1024 {
@@ -78,18 +86,27 @@ impl pyjson::Sink for DualHasher {
 
 /// `Vcon.hash` of a stored vCon document (the text `JSON.GET vcon:{uuid}` returns, or a file).
 pub fn vcon_hash(stored_json: &[u8]) -> Result<VconHash, HashError> {
+    hash_impl(stored_json, false)
+}
+
+/// [`vcon_hash`] plus the `sha512-…` token of the same canonical bytes.
+pub fn vcon_hash_with_sha512(stored_json: &[u8]) -> Result<VconHash, HashError> {
+    hash_impl(stored_json, true)
+}
+
+fn hash_impl(stored_json: &[u8], sha512: bool) -> Result<VconHash, HashError> {
     let text = std::str::from_utf8(stored_json).map_err(|e| HashError::NotUtf8 { offset: e.valid_up_to() })?;
     let mut doc = pyjson::parse(text).map_err(HashError::Json)?;
     let pyjson::Value::Object(_) = &doc else { return Err(HashError::NotAnObject) };
     normalize::normalize_legacy_fields(&mut doc);
     let counts = normalize::counts(&doc);
-    let mut h = DualHasher { a: Sha256::new(), b: Sha512::new(), buf: Vec::with_capacity(32 * 1024), len: 0 };
+    let mut h = DualHasher { a: Sha256::new(), b: sha512.then(Sha512::new), buf: Vec::with_capacity(32 * 1024), len: 0 };
     pyjson::write(&mut h, &doc);
     h.flush();
     use base64::Engine;
     Ok(VconHash {
         sha256_hex: hex::encode(h.a.finalize()),
-        sha512_token: format!("sha512-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.b.finalize())),
+        sha512_token: h.b.map(|b| format!("sha512-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b.finalize()))),
         counts,
         canonical_len: h.len,
     })

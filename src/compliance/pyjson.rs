@@ -211,17 +211,24 @@ impl<'a> Parser<'a> {
     fn string(&mut self) -> Result<PyStr<'a>, ParseError> {
         self.i += 1;
         let start = self.i;
-        // Fast path: no escape before the closing quote.
-        while self.i < self.b.len() {
-            match self.b[self.i] {
-                b'"' => {
+        // Fast path: no escape before the closing quote (SIMD search, then one vectorized check).
+        match memchr::memchr2(b'"', b'\\', &self.b[self.i..]) {
+            Some(n) => {
+                let run = &self.b[self.i..self.i + n];
+                if let Some(bad) = first_control(run) {
+                    self.i += bad;
+                    return Err(self.err("no raw control character in a string"));
+                }
+                self.i += n;
+                if self.b[self.i] == b'"' {
                     let s = &self.s[start..self.i];
                     self.i += 1;
                     return Ok(PyStr::Text(std::borrow::Cow::Borrowed(s)));
                 }
-                b'\\' => break,
-                c if c < 0x20 => return Err(self.err("no raw control character in a string")),
-                _ => self.i += 1,
+            }
+            None => {
+                self.i = self.b.len();
+                return Err(self.err("'\"' closing the string"));
             }
         }
         let mut units: Vec<u16> = self.s[start..self.i].encode_utf16().collect();
@@ -423,6 +430,7 @@ fn put_unit<S: Sink>(out: &mut S, u: u16) {
 fn put_str<S: Sink>(out: &mut S, s: &PyStr<'_>) {
     out.put(b"\"");
     match s {
+        PyStr::Text(t) if all_plain(t.as_bytes()) => out.put(t.as_bytes()),
         PyStr::Text(t) => {
             let b = t.as_bytes();
             let mut start = 0;
@@ -458,6 +466,23 @@ fn put_str<S: Sink>(out: &mut S, s: &PyStr<'_>) {
         }
     }
     out.put(b"\"");
+}
+
+/// Offset of the first byte below 0x20, if any (branch-free over blocks so it vectorizes).
+fn first_control(b: &[u8]) -> Option<usize> {
+    let mut base = 0;
+    for chunk in b.chunks(64) {
+        if chunk.iter().fold(false, |acc, &c| acc | (c < 0x20)) {
+            return chunk.iter().position(|&c| c < 0x20).map(|p| base + p);
+        }
+        base += chunk.len();
+    }
+    None
+}
+
+/// Whether every byte is printable ASCII other than `"` and `\\` (goes out unescaped).
+fn all_plain(b: &[u8]) -> bool {
+    b.chunks(64).all(|chunk| !chunk.iter().fold(false, |acc, &c| acc | !(0x20..0x7f).contains(&c) | (c == b'"') | (c == b'\\')))
 }
 
 fn utf8_len(first: u8) -> usize {
