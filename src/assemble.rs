@@ -12,6 +12,8 @@
 //! [`Output::Ack`]) carries it. The exporter sends outputs in order, so acking an entry after its
 //! last span was accepted means every span it produced was accepted.
 
+use crate::compliance::audit_log::AuditRecord;
+use crate::compliance::chain;
 use crate::event::{ChainOutcome, Compliance, EventKind, Producer, Record, RunRef, TraceParent};
 use crate::ids::{self, SpanRole};
 use crate::metrics::{self, ChainLabels, LinkLabels, Metrics, StorageLabels};
@@ -37,6 +39,8 @@ pub struct Settings {
     pub chains_by_links: HashMap<Vec<String>, String>,
     /// Link modules by link name, from the conserver's `config.yml`.
     pub link_modules: HashMap<String, String>,
+    /// Emit [`Output::Audit`] records with this retention policy (the `audit_log` tracer is configured).
+    pub audit_retention: Option<String>,
 }
 
 impl Default for Settings {
@@ -46,6 +50,7 @@ impl Default for Settings {
             max_open: 100_000,
             chains_by_links: HashMap::new(),
             link_modules: HashMap::new(),
+            audit_retention: None,
         }
     }
 }
@@ -87,6 +92,8 @@ pub enum Output {
     Span(FinishedSpan),
     /// Entries to acknowledge without a span (a run closed elsewhere).
     Ack(Vec<EntryId>),
+    /// A compliance record for the audit log, written (and fsynced) before the batch is acknowledged.
+    Audit(AuditRecord),
 }
 
 /// A record plus what the pipeline learnt about it before assembly.
@@ -126,6 +133,12 @@ pub struct OpenRun {
     dropped_events: u32,
     link_starts: HashMap<i64, u64>,
     storage_starts: HashMap<String, u64>,
+    /// Hash-chain value after the last step (genesis before the first).
+    hash_chain: [u8; 32],
+    /// The chain cannot be continued: a record is missing (sequence gap) or the run's opening was
+    /// not seen by this process.
+    chain_broken: bool,
+    next_seq: Option<u64>,
     /// Entries that opened or fed the run and produced no span of their own.
     pub held: Vec<EntryId>,
 }
@@ -178,6 +191,10 @@ impl Assembler {
         if let Some(run) = self.runs.get_mut(&key) {
             run.absorb(&r, hash.as_ref(), now);
         }
+        let chain_value = match &hash {
+            Some(h) => self.chain_step(&key, &r, h, &mut out),
+            None => None,
+        };
 
         let mut entry = Some(entry);
         if opens {
@@ -197,11 +214,17 @@ impl Assembler {
 
         match r.event {
             EventKind::TracerCall | EventKind::LinkComplete | EventKind::LinkError => {
-                let s = self.link_span(&r, hash.as_ref());
+                let mut s = self.link_span(&r, hash.as_ref());
+                if let Some(c) = &chain_value {
+                    s.span.attributes.push(kv_str("vcon.hash.chain", c.clone()));
+                }
                 out.push(Output::Span(s));
             }
             EventKind::StorageComplete | EventKind::StorageError => {
-                let s = self.storage_span(&r, hash.as_ref());
+                let mut s = self.storage_span(&r, hash.as_ref());
+                if let Some(c) = &chain_value {
+                    s.span.attributes.push(kv_str("vcon.hash.chain", c.clone()));
+                }
                 out.push(Output::Span(s));
             }
             _ => {}
@@ -219,12 +242,68 @@ impl Assembler {
         // The entry is acknowledged with the last span it produced.
         match out.iter_mut().rev().find_map(|o| match o {
             Output::Span(s) => Some(s),
-            Output::Ack(_) => None,
+            Output::Ack(_) | Output::Audit(_) => None,
         }) {
             Some(last) => last.acks.push(entry.take().expect("entry")),
             None => out.push(Output::Ack(vec![entry.take().expect("entry")])),
         }
         out
+    }
+
+    /// Advances the run's hash chain by this record's step; pushes the audit record when auditing.
+    /// Returns the chain value after the step (hex), or None when the chain cannot be continued.
+    fn chain_step(&mut self, key: &(String, String), r: &Record, h: &StepHash, out: &mut Vec<Output>) -> Option<String> {
+        let run = self.runs.get_mut(key)?;
+        if let (Some(seq), Some(expected)) = (r.seq, run.next_seq) {
+            if seq != expected && !run.chain_broken {
+                tracing::warn!(run = %r.run, seq, expected, "a record of this run is missing here; its hash chain stops");
+                run.chain_broken = true;
+            }
+        }
+        if let Some(seq) = r.seq {
+            run.next_seq = Some(seq + 1);
+        }
+        if run.chain_broken {
+            return None;
+        }
+        let (event, name, index) = match r.event {
+            EventKind::ChainStart => ("chain_start", "chain_start".to_string(), -1),
+            EventKind::TracerCall if r.link_index == Some(-1) => ("pre_chain", "pre_chain".to_string(), -1),
+            EventKind::TracerCall | EventKind::LinkComplete | EventKind::LinkError => {
+                ("link", r.link_name().unwrap_or("unknown").to_string(), r.link_index.unwrap_or(0))
+            }
+            EventKind::StorageComplete | EventKind::StorageError => ("storage", r.storage.clone().unwrap_or_default(), -2),
+            EventKind::ChainComplete | EventKind::ChainError => {
+                ("chain_end", "chain_end".to_string(), run.links.as_ref().map_or(0, |l| l.len() as i64))
+            }
+            _ => return None,
+        };
+        let prev = run.hash_chain;
+        run.hash_chain = chain::step(&prev, &name, index, &h.sha256_hex);
+        let value = hex::encode(run.hash_chain);
+        if let Some(policy) = &self.settings.audit_retention {
+            let current = match r.event {
+                EventKind::TracerCall => r.in_vcon_uuid.clone(),
+                _ => r.out_vcon_uuid.clone(),
+            }
+            .unwrap_or_else(|| r.vcon_uuid.clone());
+            out.push(Output::Audit(AuditRecord {
+                record_id: format!("{}:{}", r.run, r.seq.unwrap_or(0)),
+                timestamp: rfc3339(r.ts_ns),
+                vcon_uuid: r.vcon_uuid.clone(),
+                current_uuid: current,
+                run: r.run.clone(),
+                seq: r.seq.unwrap_or(0),
+                event: event.into(),
+                step_name: name,
+                step_index: index,
+                content_sha256: h.sha256_hex.clone(),
+                prev_chain: hex::encode(prev),
+                chain: value.clone(),
+                retention_policy: policy.clone(),
+            }));
+        }
+        Some(value)
     }
 
     /// Removes and returns the runs idle for longer than `idle_timeout`. The caller checks whether
@@ -433,6 +512,9 @@ impl Assembler {
         if let Some(h) = run.as_ref().and_then(|o| o.last_hash.as_ref()) {
             attrs.push(kv_str("vcon.hash.final", h.sha256_hex.clone()));
         }
+        if let Some(o) = run.as_ref().filter(|o| !o.chain_broken && o.last_hash.is_some()) {
+            attrs.push(kv_str("vcon.hash.chain", hex::encode(o.hash_chain)));
+        }
         s.attributes = attrs;
         let mut acks = Vec::new();
         let mut producer = end.and_then(|r| r.producer.clone());
@@ -490,6 +572,9 @@ impl OpenRun {
             dropped_events: 0,
             link_starts: HashMap::new(),
             storage_starts: HashMap::new(),
+            hash_chain: chain::genesis(&r.vcon_uuid, &r.run),
+            chain_broken: !(r.event == EventKind::ChainStart || r.link_index == Some(-1)),
+            next_seq: None,
             held: Vec::new(),
         }
     }
@@ -538,6 +623,23 @@ impl OpenRun {
             self.dropped_events += 1;
         }
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` from Unix nanoseconds (UTC, proleptic Gregorian).
+pub fn rfc3339(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z", rem / 3600, rem / 60 % 60, rem % 60, ns % 1_000_000_000)
 }
 
 fn secs(start: u64, end: u64) -> f64 {

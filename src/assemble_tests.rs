@@ -35,6 +35,7 @@ fn feed(a: &mut Assembler, records: Vec<Value>) -> (Vec<Output>, Vec<String>) {
         .flat_map(|o| match o {
             Output::Span(s) => s.acks.clone(),
             Output::Ack(ids) => ids.clone(),
+            Output::Audit(_) => vec![],
         })
         .collect();
     (all, acked)
@@ -193,4 +194,52 @@ fn seed_model_link_start_supplies_the_start_of_link_complete() {
     assert_eq!(s[1].span.name, "storage s3");
     assert_eq!(s[1].span.start_time_unix_nano, 180);
     assert_eq!(s[1].span.kind, span::SpanKind::Client as i32);
+}
+
+#[test]
+fn rfc3339_formats_unix_nanoseconds() {
+    assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+    assert_eq!(rfc3339(1_795_363_418_808_721_631), "2026-11-22T16:03:38.808721631Z");
+    assert_eq!(rfc3339(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
+}
+
+#[test]
+fn hashed_steps_extend_the_chain_and_emit_audit_records_in_step_order() {
+    let mut a = Assembler::new(
+        Settings { audit_retention: Some("7_years".into()), ..Default::default() },
+        Arc::new(Metrics::new(50)),
+    );
+    let t0 = Instant::now();
+    let mut outs = Vec::new();
+    for (i, seq) in [(-1i64, 0u64), (0, 1), (1, 2), (2, 3)] {
+        let mut v = call(i, 200 + i as u64 * 100, 150, "u1", "u1");
+        v["seq"] = json!(seq);
+        let h = StepHash { sha256_hex: format!("{:064x}", seq), sha512_token: None, counts: None };
+        outs.extend(a.accept(Enriched { record: decode(v.to_string().as_bytes()).unwrap(), hash: Some(h) }, format!("e{seq}"), t0));
+    }
+    let audits: Vec<&AuditRecord> = outs.iter().filter_map(|o| if let Output::Audit(r) = o { Some(r) } else { None }).collect();
+    assert_eq!(audits.iter().map(|r| r.step_index).collect::<Vec<_>>(), [-1, 0, 1, 2]);
+    let mut value = chain::genesis("u1", "r1");
+    for r in &audits {
+        assert_eq!(r.prev_chain, hex::encode(value));
+        value = chain::step(&value, &r.step_name, r.step_index, &r.content_sha256);
+        assert_eq!(r.chain, hex::encode(value));
+    }
+    let root = spans(&outs).into_iter().find(|s| s.root_of.is_some()).unwrap();
+    assert_eq!(attr_str(&root.span.attributes, "vcon.hash.chain"), Some(hex::encode(value).as_str()));
+}
+
+#[test]
+fn a_sequence_gap_stops_the_chain_instead_of_emitting_a_wrong_value() {
+    let mut a = Assembler::new(Settings { audit_retention: Some("p".into()), ..Default::default() }, Arc::new(Metrics::new(50)));
+    let t0 = Instant::now();
+    let h = || Some(StepHash { sha256_hex: "ab".repeat(32), sha512_token: None, counts: None });
+    let mut first = call(-1, 100, 100, "u1", "u1");
+    first["seq"] = json!(0);
+    let mut third = call(1, 300, 200, "u1", "u1");
+    third["seq"] = json!(2);
+    a.accept(Enriched { record: decode(first.to_string().as_bytes()).unwrap(), hash: h() }, "e0".into(), t0);
+    let out = a.accept(Enriched { record: decode(third.to_string().as_bytes()).unwrap(), hash: h() }, "e2".into(), t0);
+    assert!(out.iter().all(|o| !matches!(o, Output::Audit(_))));
+    assert!(attr_str(&spans(&out)[0].span.attributes, "vcon.hash.chain").is_none());
 }

@@ -42,6 +42,29 @@ pub struct RawConfig {
     pub conserver: RawConserver,
     /// Seconds to drain and flush after SIGINT/SIGTERM before giving up (unacked entries stay pending).
     pub shutdown_grace_secs: Option<u64>,
+    /// Hosted tracer modules, in the conserver's shape: `{NAME: {module: ..., options: {...}}}`.
+    /// This version hosts `audit_log`.
+    pub tracers: BTreeMap<String, RawTracer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTracer {
+    pub module: String,
+    pub options: Option<serde_json::Value>,
+}
+
+/// Options of the `audit_log` module.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuditLog {
+    /// JSON Lines file, appended to; rotated to `path.1`, `path.2`, … past `max_bytes`.
+    path: PathBuf,
+    #[serde(default)]
+    max_bytes: Option<u64>,
+    /// Written into every record (the seeds' compliance tracer's `retention_policy`).
+    #[serde(default)]
+    retention_policy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +225,9 @@ pub struct Config {
     pub max_label_values: usize,
     pub conserver_config: Option<PathBuf>,
     pub shutdown_grace: Duration,
+    /// The `audit_log` tracer, when configured, and its name under `tracers:`.
+    pub audit_log: Option<crate::compliance::audit_log::Settings>,
+    pub audit_log_name: Option<String>,
 }
 
 /// One configuration problem: where, what, and how to fix it.
@@ -329,6 +355,44 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         }
     };
 
+    let mut audit_log = None;
+    let mut audit_log_name = None;
+    for (name, t) in &raw.tracers {
+        match t.module.as_str() {
+            "audit_log" | "vcon_otel.audit_log" => {
+                if audit_log.is_some() {
+                    p.push(Problem {
+                        path: format!("tracers.{name}"),
+                        message: "a second audit_log tracer".into(),
+                        hint: "configure one audit_log tracer; rotate or ship its file for more copies".into(),
+                    });
+                    continue;
+                }
+                let opts = t.options.clone().unwrap_or(serde_json::Value::Null);
+                match serde_json::from_value::<RawAuditLog>(opts) {
+                    Ok(o) => {
+                        audit_log = Some(crate::compliance::audit_log::Settings {
+                            path: o.path,
+                            max_bytes: o.max_bytes.unwrap_or(100 << 20),
+                            retention_policy: o.retention_policy.unwrap_or_else(|| "7_years".into()),
+                        });
+                        audit_log_name = Some(name.clone());
+                    }
+                    Err(e) => p.push(Problem {
+                        path: format!("tracers.{name}.options"),
+                        message: e.to_string(),
+                        hint: "audit_log takes path (required), max_bytes, retention_policy".into(),
+                    }),
+                }
+            }
+            other => p.push(Problem {
+                path: format!("tracers.{name}.module"),
+                message: format!("{other:?} is not a tracer module this bridge hosts"),
+                hint: "available: audit_log".into(),
+            }),
+        }
+    }
+
     if p.is_empty() {
         Ok(Config {
             service_name: raw.service_name.unwrap_or_else(|| "conserver".into()),
@@ -343,6 +407,8 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             max_label_values,
             conserver_config: raw.conserver.config_file,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
+            audit_log,
+            audit_log_name,
         })
     } else {
         Err(Problems(p))
@@ -591,6 +657,21 @@ mod tests {
         let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["redis.url", "export.protocol", "export.endpoint", "admin.addr", "http_ingest.token"]);
         assert!(err.to_string().contains("hint: use grpc or http/protobuf"));
+    }
+
+    #[test]
+    fn tracers_are_configured_in_the_conservers_shape() {
+        let c = validate(
+            parse("tracers:\n  audit:\n    module: audit_log\n    options: {path: /var/log/vcon/audit.jsonl, retention_policy: 10_years}\n").unwrap(),
+            &env_of(&[]),
+        )
+        .unwrap();
+        let a = c.audit_log.unwrap();
+        assert_eq!((a.path.to_str().unwrap(), a.retention_policy.as_str(), a.max_bytes), ("/var/log/vcon/audit.jsonl", "10_years", 100 << 20));
+        let err = validate(parse("tracers:\n  j:\n    module: jlinc\n  a:\n    module: audit_log\n    options: {pth: x}\n").unwrap(), &env_of(&[])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("tracers.a.options: unknown field `pth`"), "{text}");
+        assert!(text.contains("tracers.j.module: \"jlinc\" is not a tracer module this bridge hosts"), "{text}");
     }
 
     #[test]

@@ -44,7 +44,12 @@ pub fn install_crypto_provider() {
 
 /// Builds the assembler settings, reading the conserver's `config.yml` when configured.
 pub fn assemble_settings(cfg: &config::Config) -> Result<assemble::Settings, String> {
-    let mut s = assemble::Settings { idle_timeout: cfg.idle_timeout, max_open: cfg.max_open_runs, ..Default::default() };
+    let mut s = assemble::Settings {
+        idle_timeout: cfg.idle_timeout,
+        max_open: cfg.max_open_runs,
+        audit_retention: cfg.audit_log.as_ref().map(|a| a.retention_policy.clone()),
+        ..Default::default()
+    };
     if let Some(path) = &cfg.conserver_config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("conserver.config_file: cannot read {}: {e}", path.display()))?;

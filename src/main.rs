@@ -63,6 +63,19 @@ enum Command {
         #[arg(long)]
         canonical: bool,
     },
+    /// Check a vCon against the audit log: is its hash the last recorded step's, and is every run's
+    /// hash chain intact? Exit 0 yes; 1 the vCon does not match; 2 a chain is broken (the first
+    /// broken record is named); 3 no record of this vCon; 64 unreadable input.
+    Verify {
+        #[arg(long)]
+        vcon: PathBuf,
+        /// Audit log file(s); rotated siblings (FILE.1, FILE.2, …) are read too, oldest first.
+        #[arg(long = "audit-log", required = true)]
+        audit_log: Vec<PathBuf>,
+        /// The vCon UUID to look for (default: the document's "uuid").
+        #[arg(long)]
+        vcon_uuid: Option<String>,
+    },
     /// Print the trace and span IDs of a run (docs/events.md, "Identities").
     Ids {
         #[arg(long)]
@@ -134,6 +147,31 @@ fn main() -> ExitCode {
                 }
             }
             if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Command::Verify { vcon, audit_log, vcon_uuid } => {
+            use vcon_otel::compliance::audit_log::{verify, Verdict};
+            let bytes = match std::fs::read(&vcon) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("{}: {e}", vcon.display());
+                    return ExitCode::from(64);
+                }
+            };
+            match verify(&bytes, &audit_log, vcon_uuid.as_deref()) {
+                Ok(v) => {
+                    match &v {
+                        Verdict::Ok { runs, steps } => println!("ok: the vCon matches the last recorded step; {runs} run(s), {steps} step(s), every chain intact"),
+                        Verdict::VconMismatch { expected, actual, record } => println!("MISMATCH: the vCon hashes to {actual}, the last recorded step ({record}) says {expected}"),
+                        Verdict::ChainBroken { at, record_id, why } => println!("BROKEN at {at} (record {record_id}): {why}"),
+                        Verdict::NoRecords => println!("no audit record names this vCon"),
+                    }
+                    ExitCode::from(v.exit_code())
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(64)
+                }
+            }
         }
         Command::Ids { vcon_uuid, run, links } => {
             use vcon_otel::ids::{span_id, trace_id, SpanRole};

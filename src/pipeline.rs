@@ -170,6 +170,10 @@ fn step_hash(bytes: &[u8]) -> Result<StepHash, crate::compliance::HashError> {
     Ok(StepHash { sha256_hex: h.sha256_hex, sha512_token: h.sha512_token, counts: Some(h.counts) })
 }
 
+fn a_name(config: &Config) -> &str {
+    config.audit_log_name.as_deref().unwrap_or("audit_log")
+}
+
 /// Everything `run` needs that is built before any port is bound or connection made.
 pub struct Parts {
     pub config: Config,
@@ -186,6 +190,13 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
         .clone()
         .ok_or_else(|| anyhow::anyhow!("export.endpoint: no OTLP endpoint configured (hint: set export.endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)"))?;
     let client = export::client::Client::new(&export_cfg)?;
+    let audit = match &config.audit_log {
+        Some(a) => Some(
+            crate::compliance::audit_log::AuditLog::open(a.clone())
+                .map_err(|e| anyhow::anyhow!("tracers.{}.options.path={}: cannot open the audit log: {e}", a_name(&config), a.path.display()))?,
+        ),
+        None => None,
+    };
     let redis_client = redis::Client::open(config.redis_url.as_str())
         .map_err(|e| anyhow::anyhow!("redis.url: {e} (hint: redis://host:6379)"))?;
     // The reader blocks in XREADGROUP, which holds its connection: it gets a connection of its own,
@@ -238,6 +249,7 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
         export_settings(&config),
         metrics.clone(),
         dead,
+        audit,
         give_up_rx,
     ));
     let acker = tokio::spawn(redis_stream::acknowledge(conn.clone(), config.stream.clone(), config.done_marker_ttl, ack_rx, inflight, metrics.clone(), stop_rx.clone()));
@@ -312,7 +324,7 @@ pub async fn run_local<D: DeadLetters + 'static>(
     let (_give_up_tx, give_up_rx) = watch::channel(false);
     let asm = Assembler::new(settings, metrics.clone());
     let stage = tokio::spawn(assemble_stage(entries, out_tx, ack_tx.clone(), asm, None, "demo", metrics.clone()));
-    let exporter = tokio::spawn(export::run(out_rx, sink, ack_tx, export, metrics.clone(), dead, give_up_rx));
+    let exporter = tokio::spawn(export::run(out_rx, sink, ack_tx, export, metrics.clone(), dead, None, give_up_rx));
     let acks = tokio::spawn(async move { while ack_rx.recv().await.is_some() {} });
     let _ = stage.await;
     let _ = exporter.await;

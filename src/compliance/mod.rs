@@ -5,6 +5,7 @@
 //! `normalize_legacy_fields`. [`vcon_hash`] computes it from the stored JSON text, together with
 //! the vCon spec's `sha512-<base64url>` token of the same bytes and privacy-safe counts.
 
+pub mod audit_log;
 pub mod chain;
 pub mod normalize;
 pub mod pyjson;

@@ -13,6 +13,7 @@ pub mod client;
 pub mod terminal;
 
 use crate::assemble::{EntryId, FinishedSpan, Output};
+use crate::compliance::audit_log::{AuditLog, AuditRecord};
 use crate::metrics::{Metrics, OutcomeLabel, ReasonLabel};
 use crate::otlp::{kv_int, kv_str, ExportTraceServiceRequest, InstrumentationScope, Resource, ResourceSpans, ScopeSpans};
 use client::{Client, SendError};
@@ -58,6 +59,7 @@ pub struct Settings {
 }
 
 /// Runs until `rx` closes (then flushes) or `give_up` turns true while a batch is failing.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<D: DeadLetters>(
     mut rx: mpsc::Receiver<Output>,
     mut sink: Sink,
@@ -65,6 +67,7 @@ pub async fn run<D: DeadLetters>(
     settings: Settings,
     metrics: Arc<Metrics>,
     mut dead: D,
+    mut audit: Option<AuditLog>,
     mut give_up: watch::Receiver<bool>,
 ) {
     let mut open = true;
@@ -94,10 +97,12 @@ pub async fn run<D: DeadLetters>(
         }
         let mut ack = AckBatch::default();
         let mut finished: Vec<FinishedSpan> = Vec::with_capacity(spans);
+        let mut audits = Vec::new();
         for o in batch {
             match o {
                 Output::Span(s) => finished.push(s),
                 Output::Ack(ids) => ack.ids.extend(ids),
+                Output::Audit(r) => audits.push(r),
             }
         }
         if !finished.is_empty() {
@@ -110,6 +115,11 @@ pub async fn run<D: DeadLetters>(
             }
             ack.ids.extend(span_acks.ids);
             ack.done.extend(span_acks.done);
+        }
+        if let Some(log) = audit.as_mut() {
+            if !write_audit(log, &audits, &metrics, &mut give_up).await {
+                return;
+            }
         }
         if !ack.ids.is_empty() && acks.send(ack).await.is_err() {
             return;
@@ -178,6 +188,35 @@ async fn deliver<D: DeadLetters>(
                 if *give_up.borrow() {
                     return false;
                 }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = give_up.changed() => return false,
+                }
+            }
+        }
+    }
+}
+
+/// Appends and fsyncs the batch's audit records before its entries are acknowledged; retries
+/// (e.g. a full disk) until it works or shutdown gives up, leaving the entries pending.
+async fn write_audit(log: &mut AuditLog, records: &[AuditRecord], metrics: &Metrics, give_up: &mut watch::Receiver<bool>) -> bool {
+    if records.is_empty() {
+        return true;
+    }
+    let mut attempt = 0u32;
+    loop {
+        let started = Instant::now();
+        match log.append_batch(records) {
+            Ok(()) => {
+                metrics.tracer_call("audit_log", "bridge", "ok", started.elapsed().as_secs_f64());
+                return true;
+            }
+            Err(e) => {
+                metrics.tracer_call("audit_log", "bridge", "error", started.elapsed().as_secs_f64());
+                metrics.tracer_retries.get_or_create(&crate::metrics::TracerLabel { tracer: "audit_log".into() }).inc();
+                tracing::error!(error = %e, records = records.len(), "cannot write the audit log; retrying (entries stay unacknowledged)");
+                let wait = backoff(attempt, Duration::from_millis(200), Duration::from_secs(10));
+                attempt += 1;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = give_up.changed() => return false,

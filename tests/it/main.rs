@@ -3,6 +3,7 @@
 
 mod support;
 
+mod audit;
 mod bridge;
 mod compliance;
 mod python_e2e;
