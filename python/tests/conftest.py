@@ -52,8 +52,9 @@ def server():
 
 @pytest.fixture(autouse=True)
 def clean_state():
-    from vcon_otel import _state, hooks
+    from vcon_otel import _emit, _state, hooks
     _state.clear()
+    _emit._down_until.clear()
     hooks.options = {}
     yield
     _state.clear()

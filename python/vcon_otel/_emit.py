@@ -9,8 +9,10 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
+import urllib.parse
 import uuid
 
 import redis
@@ -37,6 +39,10 @@ DEFAULTS = {
     "socket_timeout": 0.5,
     # Failures are logged at most once per this many seconds (each one is counted).
     "log_interval": 60,
+    # After a failure, calls in the next this many seconds do not touch Redis (counted as
+    # "skipped"), so a hung Redis costs the conserver at most one socket_timeout per second per
+    # process instead of one per call. 0 disables it.
+    "retry_after": 1.0,
     # Raise into the conserver on failure (it then sends the vCon to its DLQ), as upstream tracers.
     "dlq_vcon_on_error": False,
 }
@@ -45,8 +51,13 @@ _HOST = socket.gethostname()
 _clients = {}
 _clients_lock = threading.Lock()
 _stats_lock = threading.Lock()
-_stats = {"sent": 0, "failed": 0}
-_last_log = [0.0]
+_stats = {"sent": 0, "failed": 0, "skipped": 0, "errors": 0}
+_last_log = [-1e18]
+_down_until = {}  # redis_url -> monotonic time before which calls skip Redis
+
+
+class RedisUnavailable(ConnectionError):
+    """Raised (only with dlq_vcon_on_error) for a call skipped because Redis failed just before."""
 
 
 def options(opts):
@@ -76,7 +87,8 @@ def client(opts):
 
 
 def stats():
-    """Counters since the process started: records sent, calls that failed."""
+    """Counters since the process started: records sent, calls whose Redis round trip failed,
+    calls that did not try because Redis failed less than `retry_after` seconds before."""
     with _stats_lock:
         return dict(_stats)
 
@@ -94,8 +106,10 @@ def new_run_id():
     return uuid.uuid4().hex
 
 
-# Opens a run: reads and replaces the vCon's last-run pointer and appends the record with the
-# previous run in field "p", all server-side in one round trip.
+# Opens a run: reads and replaces the vCon's last-run pointer, takes the snapshot and appends the
+# record with the previous run spliced in as its field "prev_run" -- all server-side, one round trip.
+# The record (ARGV[1]) is compact JSON ending in "}"; the pointer is spliced in only when it has
+# exactly the shape this module writes, so a foreign value never corrupts the record.
 # KEYS: stream, lastrun key, [vcon key, snapshot key]; ARGV: record, run ref, lastrun ttl, maxlen, snapshot ttl
 _OPEN_SCRIPT = """
 local prev = redis.call('GET', KEYS[2])
@@ -105,15 +119,19 @@ if KEYS[3] then
     redis.call('EXPIRE', KEYS[4], tonumber(ARGV[5]))
   end
 end
+local rec = ARGV[1]
+if prev and string.match(prev, '^{"vcon_uuid":"[^"\\\\]+","run":"[%w_%-]+"}$') then
+  rec = string.sub(rec, 1, -2) .. ',"prev_run":' .. prev .. '}'
+end
 local args = {KEYS[1]}
 if ARGV[4] ~= '' then
   table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, ARGV[4])
 end
-table.insert(args, '*'); table.insert(args, 'r'); table.insert(args, ARGV[1])
-if prev then table.insert(args, 'p'); table.insert(args, prev) end
+table.insert(args, '*'); table.insert(args, 'r'); table.insert(args, rec)
 return redis.call('XADD', unpack(args))
 """
 _scripts = {}
+LASTRUN = "vcon_otel:lastrun:"
 
 
 def snapshot_key(run, seq):
@@ -130,6 +148,12 @@ def send(opts, record, snapshot_of=None, open_run_of=None, point_run_from=None):
     or raises when opts["dlq_vcon_on_error"] is truthy.
     """
     try:
+        down = _down_until.get(opts["redis_url"])
+        if down is not None and time.monotonic() < down:
+            _count("skipped")
+            if opts.get("dlq_vcon_on_error"):
+                raise RedisUnavailable("vcon_otel: Redis failed less than retry_after seconds ago; record not sent")
+            return False
         snap = None
         if snapshot_of and opts.get("snapshot") == "copy":
             snap = snapshot_key(record["run"], record.get("seq", 0))
@@ -141,8 +165,10 @@ def send(opts, record, snapshot_of=None, open_run_of=None, point_run_from=None):
         if open_run_of:
             script = _scripts.get(id(r))
             if script is None:
+                # redis-py's Script sends EVALSHA and, on NOSCRIPT (first use, Redis restarted),
+                # loads the script and retries.
                 script = _scripts[id(r)] = r.register_script(_OPEN_SCRIPT)
-            keys = [opts["stream"], "vcon_otel:lastrun:" + open_run_of]
+            keys = [opts["stream"], LASTRUN + open_run_of]
             if snap:
                 keys += ["vcon:" + snapshot_of, snap]
             script(keys=keys, args=[data, run_ref, int(opts["lastrun_ttl"]), "" if maxlen is None else int(maxlen), int(opts["snapshot_ttl"])])
@@ -152,23 +178,66 @@ def send(opts, record, snapshot_of=None, open_run_of=None, point_run_from=None):
                 p.copy("vcon:" + snapshot_of, snap, replace=True)
                 p.expire(snap, int(opts["snapshot_ttl"]))
             if point_run_from:
-                p.set("vcon_otel:lastrun:" + point_run_from, run_ref, ex=int(opts["lastrun_ttl"]))
+                p.set(LASTRUN + point_run_from, run_ref, ex=int(opts["lastrun_ttl"]))
             if maxlen is None:
                 p.xadd(opts["stream"], {"r": data})
             else:
                 p.xadd(opts["stream"], {"r": data}, maxlen=int(maxlen), approximate=True)
             p.execute()
+        if down is not None:
+            _down_until.pop(opts["redis_url"], None)
         _count("sent")
         return True
     except Exception as e:  # never let tracing break the conserver
-        _count("failed")
+        if not isinstance(e, RedisUnavailable):
+            _count("failed")
+            retry = float(opts.get("retry_after") or 0)
+            if retry > 0:
+                _down_until[opts.get("redis_url")] = time.monotonic() + retry
         now = time.monotonic()
         if now - _last_log[0] >= float(opts.get("log_interval") or 0):
             _last_log[0] = now
-            logger.error("vcon_otel: cannot append to %s at %s: %s (failures so far: %d)", opts.get("stream"), opts.get("redis_url"), e, stats()["failed"])
+            logger.error("vcon_otel: cannot append to stream %s at %s: %s (failed: %d, skipped: %d so far; logged at most every %ss)",
+                         opts.get("stream"), _redact(opts.get("redis_url")), e, _stats["failed"], _stats["skipped"], opts.get("log_interval"))
         if opts.get("dlq_vcon_on_error"):
             raise
         return False
+
+
+def _redact(url):
+    """The Redis URL without its password, for logs."""
+    try:
+        u = urllib.parse.urlsplit(str(url))
+        if u.password:
+            netloc = u.netloc.replace(":" + u.password + "@", ":***@")
+            return urllib.parse.urlunsplit(u._replace(netloc=netloc))
+    except Exception:
+        pass
+    return url
+
+
+def internal_error(opts, where, e):
+    """An unexpected exception in this module itself: counted as "errors", logged like failures."""
+    _count("errors")
+    now = time.monotonic()
+    if now - _last_log[0] >= float(opts.get("log_interval") or 0):
+        _last_log[0] = now
+        logger.error("vcon_otel: %s failed: %r (errors: %d so far)", where, e, _stats["errors"], exc_info=True)
+
+
+def current_traceparent():
+    """The W3C traceparent of the conserver's current OpenTelemetry span, when the conserver runs
+    instrumented (opentelemetry already imported); None otherwise. Never imports opentelemetry."""
+    m = sys.modules.get("opentelemetry.trace")
+    if m is None:
+        return None
+    try:
+        c = m.get_current_span().get_span_context()
+        if not c.is_valid:
+            return None
+        return "00-%032x-%016x-%02x" % (c.trace_id, c.span_id, int(c.trace_flags) & 0xFF)
+    except Exception:
+        return None
 
 
 def traceparent(context):

@@ -15,7 +15,8 @@ _local = threading.local()
 
 class Run:
     __slots__ = ("vcon_uuid", "run", "start_ns", "seq", "last_ns", "chain", "links", "hooks",
-                 "ingress_list", "current", "last_index", "link_module", "traceparent", "errored")
+                 "ingress_list", "current", "last_index", "link_module", "ok_index", "traceparent",
+                 "errored", "tracer_seen", "snapshot_taken")
 
     def __init__(self, vcon_uuid, links=None, chain=None, hooks=False):
         self.vcon_uuid = vcon_uuid          # the UUID the run began with
@@ -28,10 +29,13 @@ class Run:
         self.hooks = hooks
         self.ingress_list = None
         self.current = vcon_uuid            # the UUID the chain is on now
-        self.last_index = -1                # last link whose tracer call was seen
-        self.link_module = None             # what after_link saw of the link that just ran
+        self.last_index = -1                # last link that has its record (tracer call or hook)
+        self.link_module = None             # module after_link("success") saw for link ok_index
+        self.ok_index = None                # link after_link("success") was called for, pending merge
         self.traceparent = None
         self.errored = False
+        self.tracer_seen = False            # the tracer module is registered (its -1 call came)
+        self.snapshot_taken = False         # the opening record already carries a snapshot
 
     def base(self, event, ts_ns):
         r = {"v": 1, "event": event, "run": self.run, "vcon_uuid": self.vcon_uuid, "ts_ns": ts_ns,

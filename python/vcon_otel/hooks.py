@@ -17,71 +17,100 @@ from . import _emit, _state
 options = {}
 
 
+def _error(e):
+    if e is None:
+        return {"type": "Error", "message": ""}
+    return {"type": type(e).__name__, "message": str(e)[:4096]}
+
+
 def before_processing(vcon_id, chain_details, context):
+    """Opens the run (record ``chain_start``). Always returns ``vcon_id``: the chain goes on."""
     try:
         o = _emit.options(options)
         details = chain_details or {}
         run_ = _state.start(_state.Run(vcon_id, links=details.get("links") or [], chain=details.get("name"), hooks=True))
         ctx = context if isinstance(context, dict) else {}
         run_.ingress_list = ctx.get("ingress_list")
-        run_.traceparent = _emit.traceparent(ctx)
+        run_.traceparent = _emit.traceparent(ctx) or _emit.current_traceparent()
         rec = run_.base("chain_start", run_.start_ns)
+        rec["out_vcon_uuid"] = vcon_id
         if run_.traceparent:
             rec["traceparent"] = run_.traceparent
+        run_.snapshot_taken = o.get("snapshot") == "copy"
         _emit.send(o, rec, snapshot_of=vcon_id, open_run_of=vcon_id)
         run_.last_ns = time.time_ns()
-    except Exception:  # never break the conserver
-        _emit.logger.exception("vcon_otel.hooks.before_processing failed")
+    except Exception as e:  # never break the conserver
+        _emit.internal_error(_emit.DEFAULTS, "hooks.before_processing", e)
     return vcon_id
 
 
 def after_link(vcon_id, link_name, link_module, link_opts, link_hook_config, status, error, parties):
+    """``success``: remembered and merged into the tracer's record for this link (one record per
+    link); without the tracer module, emits ``link_complete`` itself. ``error``: emits
+    ``link_error`` (no tracer call follows a link that raised). ``parties`` are never recorded."""
     try:
         run_ = _state.current()
-        if run_ is None:
+        if run_ is None or not run_.hooks:
             return None
+        o = _emit.options(options)
         module = getattr(link_module, "__name__", None)
-        if status == "error":
-            o = _emit.options(options)
-            now = time.time_ns()
-            index = run_.last_index + 1
-            rec = run_.base("link_error", now)
-            rec.update({"link": link_name, "link_index": index, "start_ns": run_.last_ns,
-                        "error": {"type": type(error).__name__ if error is not None else "Error",
-                                  "message": str(error) if error is not None else ""},
-                        "out_vcon_uuid": run_.current})
+        links = run_.links or []
+        index = run_.last_index + 1
+        if status == "success":
+            run_.ok_index = index
+            run_.link_module = module
+            if run_.tracer_seen:
+                return None  # the tracer call right after this carries the link
+            rec = run_.base("link_complete", time.time_ns())
+            rec.update({"link": link_name, "link_index": index, "start_ns": run_.last_ns, "out_vcon_uuid": vcon_id})
             if module:
                 rec["module"] = module
-            run_.errored = True
-            _emit.send(o, rec)
+            run_.last_index = index
+            _emit.send(o, rec, snapshot_of=vcon_id)
             run_.last_ns = time.time_ns()
-        else:
-            # Merged into the tracer call that follows, so each link gives one record.
-            run_.link_module = module
-    except Exception:
-        _emit.logger.exception("vcon_otel.hooks.after_link failed")
+            return None
+        # status "error". The conserver also calls this when a *tracer* raised (with
+        # dlq_vcon_on_error) after link k returned and k already has its record: then the link
+        # span stays as it is and chain_error carries the error.
+        k = run_.last_index
+        if (0 <= k < len(links) and links[k] == link_name
+                and not (k + 1 < len(links) and links[k + 1] == link_name)):
+            run_.errored = True
+            return None
+        rec = run_.base("link_error", time.time_ns())
+        rec.update({"link": link_name, "link_index": index, "start_ns": run_.last_ns,
+                    "error": _error(error), "out_vcon_uuid": run_.current})
+        if module:
+            rec["module"] = module
+        run_.errored = True
+        run_.last_index = index
+        _emit.send(o, rec)
+        run_.last_ns = time.time_ns()
+    except Exception as e:
+        _emit.internal_error(_emit.DEFAULTS, "hooks.after_link", e)
     return None
 
 
 def after_processing(vcon_id, chain_details, context, error=None):
+    """Ends the run: ``chain_complete`` (outcome ``halted`` when a link returned falsy) or
+    ``chain_error``. ``vcon_id`` is the UUID after any swap; runs after egress and storages."""
     try:
         run_ = _state.current()
-        if run_ is None:
+        if run_ is None or not run_.hooks:
             return None
         o = _emit.options(options)
         now = time.time_ns()
         if error is not None:
             rec = run_.base("chain_error", now)
-            rec["error"] = {"type": type(error).__name__, "message": str(error)}
+            rec["error"] = _error(error)
         else:
             rec = run_.base("chain_complete", now)
             links = run_.links or []
-            halted = bool(links) and run_.last_index < len(links) - 1
-            rec["outcome"] = "halted" if halted else "complete"
+            rec["outcome"] = "halted" if run_.last_index < len(links) - 1 else "complete"
         rec["out_vcon_uuid"] = vcon_id
-        _emit.send(o, rec, snapshot_of=vcon_id if error is None else None)
-    except Exception:
-        _emit.logger.exception("vcon_otel.hooks.after_processing failed")
+        _emit.send(o, rec, snapshot_of=vcon_id)
+    except Exception as e:
+        _emit.internal_error(_emit.DEFAULTS, "hooks.after_processing", e)
     finally:
         _state.clear()
     return None

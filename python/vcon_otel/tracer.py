@@ -29,46 +29,70 @@ def stats():
 
 
 def run(in_vcon_uuid, out_vcon_uuid, tracer_name, links, link_index, opts=None):
+    """Called by vCon Server before the first link (``link_index=-1``) and after each link that
+    returned. Appends one record to the stream in one Redis round trip; returns True. Never raises
+    unless ``opts["dlq_vcon_on_error"]`` is truthy (then Redis failures raise, as upstream tracers)."""
     started = time.perf_counter_ns()
-    o = _emit.options(opts)
-    now = time.time_ns()
-    run_ = _state.current()
-    links = list(links or [])
-    if link_index == -1:
-        opened_here = not (run_ is not None and run_.hooks and run_.current == out_vcon_uuid and run_.last_index == -1)
-        if opened_here:
+    o = None
+    try:
+        o = _emit.options(opts)
+        now = time.time_ns()
+        run_ = _state.current()
+        links = list(links or [])
+        snapshot = True
+        if link_index == -1:
+            if (run_ is not None and run_.hooks and not run_.tracer_seen and run_.last_index == -1
+                    and run_.current == out_vcon_uuid):
+                # before_processing opened this run a moment ago.
+                opened_here = False
+                if not run_.links:
+                    run_.links = links
+                # Nothing ran since before_processing's snapshot: do not copy the vCon twice.
+                snapshot = not run_.snapshot_taken
+            else:
+                run_ = _state.start(_state.Run(out_vcon_uuid, links=links))
+                opened_here = True
+                run_.traceparent = _emit.current_traceparent()
+            run_.tracer_seen = True
+        elif run_ is None or run_.current != out_vcon_uuid:
+            # This call's run was not opened here (module registered mid-run): open one now.
             run_ = _state.start(_state.Run(out_vcon_uuid, links=links))
-        elif run_.links is None:
-            run_.links = links
-    elif run_ is None or run_.current != out_vcon_uuid:
-        # The pre-chain call of this run was not seen here (tracer registered mid-run): open one.
-        run_ = _state.start(_state.Run(out_vcon_uuid, links=links))
-        opened_here = True
-    else:
-        opened_here = False
-    rec = run_.base("tracer_call", now)
-    rec.update({"links": links, "link_index": link_index, "tracer": tracer_name,
-                "in_vcon_uuid": in_vcon_uuid, "out_vcon_uuid": out_vcon_uuid})
-    if link_index >= 0:
-        rec["start_ns"] = run_.last_ns
-        if run_.link_module:
-            rec["module"] = run_.link_module
+            run_.tracer_seen = True
+            opened_here = True
+        else:
+            opened_here = False
+        rec = run_.base("tracer_call", now)
+        rec.update({"links": links, "link_index": link_index, "tracer": tracer_name,
+                    "in_vcon_uuid": in_vcon_uuid, "out_vcon_uuid": out_vcon_uuid})
+        if opened_here and run_.traceparent:
+            rec["traceparent"] = run_.traceparent
+        if link_index >= 0:
+            rec["start_ns"] = run_.last_ns
+            if run_.ok_index == link_index and run_.link_module:
+                rec["module"] = run_.link_module
+            run_.ok_index = None
             run_.link_module = None
-        run_.last_index = link_index
-    swapped = link_index >= 0 and in_vcon_uuid and in_vcon_uuid != out_vcon_uuid
-    rec["call_ns"] = time.perf_counter_ns() - started
+            run_.last_index = link_index
+        swapped = link_index >= 0 and bool(in_vcon_uuid) and in_vcon_uuid != out_vcon_uuid
+        if swapped:
+            run_.current = in_vcon_uuid
+        ending = link_index >= 0 and link_index == len(links) - 1 and not run_.hooks
+        if ending:
+            _state.clear()
+        rec["call_ns"] = time.perf_counter_ns() - started
+    except Exception as e:  # a bug here must not break the conserver either
+        _emit.internal_error(o or _emit.DEFAULTS, "tracer.run", e)
+        if opts and opts.get("dlq_vcon_on_error"):
+            raise
+        return True
     _emit.send(
         o,
         rec,
-        snapshot_of=in_vcon_uuid,
-        open_run_of=out_vcon_uuid if (link_index == -1 and opened_here) else None,
+        snapshot_of=in_vcon_uuid if snapshot else None,
+        open_run_of=out_vcon_uuid if opened_here else None,
         point_run_from=in_vcon_uuid if swapped else None,
     )
-    if swapped:
-        run_.current = in_vcon_uuid
     run_.last_ns = time.time_ns()
-    if link_index >= 0 and link_index == len(links) - 1 and not run_.hooks:
-        _state.clear()
     return True
 
 
