@@ -56,7 +56,7 @@ PY
 fi
 
 # Python venv with the test tools, rebuilt when the pinned list changes.
-REQS="pytest==8.3.4 redis==5.2.1 opentelemetry-sdk==1.29.0 opentelemetry-exporter-otlp-proto-grpc==1.29.0 opentelemetry-exporter-otlp-proto-http==1.29.0 rotel==0.0.1a15 check-jsonschema==0.31.0"
+REQS="pytest==8.3.4 redis==5.2.1 opentelemetry-sdk==1.29.0 opentelemetry-exporter-otlp-proto-grpc==1.29.0 opentelemetry-exporter-otlp-proto-http==1.29.0 rotel==0.0.1a15 check-jsonschema==0.39.0 pyyaml==6.0.2"
 VENV="$CACHE/venv"
 if [ "$(cat "$VENV/.reqs" 2>/dev/null)" != "$REQS" ]; then
   log "creating the Python venv"

@@ -92,8 +92,15 @@ impl Worker {
         self.tx.send(Entry { id, payload: Some(record.to_string().into_bytes()), prev_run: None }).await.is_ok()
     }
 
-    /// One vCon through its chains; false when the pipeline is gone.
+    /// One vCon through its chains; false when the pipeline is gone. Now and then a misbehaving
+    /// producer also writes a malformed record, which the bridge rejects and counts.
     async fn vcon(&mut self) -> bool {
+        if self.rng.random_bool(0.04) {
+            let bad = json!({"v": 1, "event": "tracer_call", "run": "bad", "vcon_uuid": "bad", "ts_ns": "yesterday"});
+            if !self.emit(bad).await {
+                return false;
+            }
+        }
         let mut uuid = uuid::Uuid::new_v4().to_string();
         let mut prev: Option<(String, String)> = None;
         let mut chain = 0usize;
