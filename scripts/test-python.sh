@@ -1,12 +1,54 @@
 #!/usr/bin/env bash
 # Python tests of the conserver integration (python/), against a real Redis with RedisJSON.
-set -euo pipefail
-cd "$(dirname "$0")/../python"
-PY=${VCON_OTEL_PYTHON:-python3}
-set +e
-"$PY" -m pytest -q tests
-rc=$?
-set -e
-# pytest exits 5 when it collected no test: that is a failure here.
-[ "$rc" -eq 5 ] && { echo "test-python: no tests collected"; exit 1; }
-exit "$rc"
+# Needs the variables of ${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}/env.sh (written by
+# scripts/install-test-deps.sh; scripts/test.sh runs both).
+#
+# Runs pytest with $VCON_OTEL_PYTHON (Python 3.11), then, when pyenv has Python 3.12 and 3.13,
+# again with each of them in a small cached venv (pytest, redis) into which the package is
+# installed with `pip install ./python` -- which also checks the packaging. VCON_OTEL_PY_EXTRA=0
+# skips the extra versions. Exits non-zero on any failure; "no tests collected" is a failure.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}
+if [ -z "${VCON_OTEL_PYTHON:-}" ] && [ -f "$CACHE/env.sh" ]; then
+  # shellcheck disable=SC1091
+  . "$CACHE/env.sh"
+fi
+for v in VCON_OTEL_PYTHON VCON_OTEL_REDIS_SERVER VCON_OTEL_REJSON; do
+  [ -n "${!v:-}" ] || { echo "test-python: $v is not set; run scripts/test.sh (it installs the test dependencies)" >&2; exit 2; }
+done
+
+failed=0
+run_pytest() { # run_pytest LABEL PYTHON
+  echo "--- python tests with $1 ($("$2" -c 'import sys; print(sys.version.split()[0])'))"
+  (cd "$root/python" && "$2" -m pytest -q -p no:cacheprovider tests)
+  local rc=$?
+  if [ "$rc" -eq 5 ]; then echo "test-python: no tests collected with $1" >&2; rc=1; fi
+  [ "$rc" -eq 0 ] || { echo "test-python: FAILED with $1" >&2; failed=1; }
+}
+
+run_pytest "VCON_OTEL_PYTHON" "$VCON_OTEL_PYTHON"
+
+if [ "${VCON_OTEL_PY_EXTRA:-1}" != 0 ] && command -v pyenv >/dev/null; then
+  for ver in 3.12 3.13; do
+    base=$(pyenv prefix "$(pyenv versions --bare | grep -E "^${ver//./\\.}(\.[0-9]+)?$" | sort -V | tail -1)" 2>/dev/null)/bin/python3
+    if [ ! -x "$base" ]; then echo "test-python: no Python $ver in pyenv, skipped"; continue; fi
+    venv="$CACHE/py$ver-venv"
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pytest, redis' 2>/dev/null; then
+      rm -rf "$venv"
+      if ! { "$base" -m venv "$venv" && "$venv/bin/pip" install -q "pytest==8.3.4" "redis==5.2.1"; } >"$CACHE/py$ver-venv.log" 2>&1; then
+        echo "test-python: cannot create a Python $ver venv (see $CACHE/py$ver-venv.log), skipped"
+        continue
+      fi
+    fi
+    # The package as a user installs it (no deps: redis is already there).
+    if ! "$venv/bin/pip" install -q --no-deps --force-reinstall "$root/python" >"$CACHE/py$ver-install.log" 2>&1; then
+      echo "test-python: pip install ./python failed with Python $ver" >&2; cat "$CACHE/py$ver-install.log" >&2; failed=1; continue
+    fi
+    (cd / && "$venv/bin/python" -c 'import vcon_otel.tracer, vcon_otel.hooks, conserver_hooks.hook, conserver_hooks.after_link_hook') \
+      || { echo "test-python: the installed package does not import with Python $ver" >&2; failed=1; }
+    rm -rf "$root/python/build" "$root/python/vcon_otel.egg-info"
+    run_pytest "Python $ver" "$venv/bin/python"
+  done
+fi
+exit "$failed"

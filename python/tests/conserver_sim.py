@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -208,7 +209,11 @@ def links_for(r):
             raise TimeoutError("transient failure")
         return tag(vcon_uuid, link_name, opts)
 
-    fns = [("tag", tag), ("tag2", tag), ("tag3", tag), ("swap", swap), ("halt", halt), ("boom", boom), ("flaky", flaky)]
+    def slow(vcon_uuid, link_name, opts=None):
+        time.sleep(0.05)
+        return vcon_uuid
+
+    fns = [("slow", slow), ("tag", tag), ("tag2", tag), ("tag3", tag), ("swap", swap), ("halt", halt), ("boom", boom), ("flaky", flaky)]
     return {name: {"module": Link("links." + fn.__name__, fn), "options": {}} for name, fn in fns}
 
 

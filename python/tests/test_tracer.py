@@ -38,7 +38,7 @@ def check_volatile(recs):
     assert len({r["run"] for r in recs}) == 1 and len(recs[0]["run"]) == 32
     int(recs[0]["run"], 16)
     assert [r["seq"] for r in recs] == list(range(len(recs)))
-    assert len({r["run_start_ns"] for r in recs}) == 1
+    assert len({r["run_start_ns"] for r in recs}) == 1 and recs[0]["run_start_ns"] <= recs[0]["ts_ns"]
     for prev, cur in zip(recs, recs[1:]):
         assert cur["ts_ns"] >= prev["ts_ns"]
         if "start_ns" in cur:
@@ -83,6 +83,24 @@ def test_three_links_give_n_plus_one_calls_exactly_as_the_conserver_makes_them(s
     # egress and storages ran (a broken storage is swallowed), nothing in the DLQ
     assert server.client.lrange("three_links_out", 0, -1) == [vcon.encode()]
     assert server.client.get("stored:" + vcon) == b"1" and not server.client.exists("DLQ:three_links_in")
+
+
+@pytest.mark.parametrize("use_hooks", [False, True])
+def test_a_link_span_covers_the_links_execution(server, use_hooks):
+    c = conserver(server, use_hooks=use_hooks)
+    vcon = sim.make_vcon(server.client)
+    t0 = time.time_ns()
+    c.handle("in", vcon, {"name": "c", "links": ["tag", "slow", "tag2"]})
+    t1 = time.time_ns()
+    recs = [r for r in records(server.client) if r["event"] == "tracer_call"]
+    slow = recs[2]
+    assert slow["link_index"] == 1
+    # from when the previous call returned to when this call began: the 50 ms sleep, plus little
+    assert 50_000_000 <= slow["ts_ns"] - slow["start_ns"] < 150_000_000
+    assert recs[1]["ts_ns"] < slow["start_ns"]
+    for r in recs[1:]:
+        assert r["ts_ns"] - r["start_ns"] < (150_000_000 if r is slow else 20_000_000)
+    assert t0 <= recs[0]["run_start_ns"] <= recs[0]["ts_ns"] < t1
 
 
 def test_the_snapshot_is_the_vcon_exactly_as_it_was_at_that_step(server):

@@ -18,10 +18,10 @@ class Run:
                  "ingress_list", "current", "last_index", "link_module", "ok_index", "traceparent",
                  "errored", "tracer_seen", "snapshot_taken")
 
-    def __init__(self, vcon_uuid, links=None, chain=None, hooks=False):
+    def __init__(self, vcon_uuid, links=None, chain=None, hooks=False, start_ns=None):
         self.vcon_uuid = vcon_uuid          # the UUID the run began with
         self.run = _emit.new_run_id()
-        self.start_ns = time.time_ns()
+        self.start_ns = time.time_ns() if start_ns is None else start_ns
         self.seq = 0
         self.last_ns = self.start_ns        # when the previous call for this run returned
         self.chain = chain

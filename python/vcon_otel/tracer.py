@@ -50,13 +50,13 @@ def run(in_vcon_uuid, out_vcon_uuid, tracer_name, links, link_index, opts=None):
                 # Nothing ran since before_processing's snapshot: do not copy the vCon twice.
                 snapshot = not run_.snapshot_taken
             else:
-                run_ = _state.start(_state.Run(out_vcon_uuid, links=links))
+                run_ = _state.start(_state.Run(out_vcon_uuid, links=links, start_ns=now))
                 opened_here = True
                 run_.traceparent = _emit.current_traceparent()
             run_.tracer_seen = True
         elif run_ is None or run_.current != out_vcon_uuid:
             # This call's run was not opened here (module registered mid-run): open one now.
-            run_ = _state.start(_state.Run(out_vcon_uuid, links=links))
+            run_ = _state.start(_state.Run(out_vcon_uuid, links=links, start_ns=now))
             run_.tracer_seen = True
             opened_here = True
         else:
@@ -111,7 +111,7 @@ def trace(vcon_uuid, event, opts=None):
         return None
     run_ = _state.current()
     if event == "chain_start" or run_ is None:
-        run_ = _state.start(_state.Run(vcon_uuid, chain=extra.get("chain"), hooks=True))
+        run_ = _state.start(_state.Run(vcon_uuid, chain=extra.get("chain"), hooks=True, start_ns=now))
         if event == "chain_start":
             _emit.send(o, run_.base("chain_start", now), snapshot_of=vcon_uuid, open_run_of=vcon_uuid)
             run_.last_ns = time.time_ns()
