@@ -2,6 +2,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -25,22 +26,29 @@ class Server:
         self.port = s.getsockname()[1]
         s.close()
         self.url = "redis://127.0.0.1:%d" % self.port
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [_need("VCON_OTEL_REDIS_SERVER"), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
              "--loadmodule", _need("VCON_OTEL_REJSON")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=self.log, stderr=subprocess.STDOUT)
         self.client = redis.Redis.from_url(self.url)
-        for _ in range(100):
+        for _ in range(200):
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                pytest.fail("redis-server exited (%s): %s" % (self.proc.returncode, self.log.read().decode(errors="replace")[-2000:]))
             try:
                 self.client.ping()
+                self.client.execute_command("JSON.SET", "_probe", "$", "1")
                 return
             except redis.ConnectionError:
                 time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        self.stop()
+        pytest.fail("redis-server did not answer on port %d within 10 s" % self.port)
 
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+        self.log.close()
 
 
 @pytest.fixture
