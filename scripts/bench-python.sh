@@ -13,4 +13,4 @@ target/release/examples/otlp_sink "127.0.0.1:$sport" > "$work/sink.log" 2>&1 &
 sink=$!
 trap 'kill $sink 2>/dev/null; kill "$(cat "$work/redis.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 until redis-cli -p "$rport" PING >/dev/null 2>&1; do sleep 0.1; done
-cd python && "$VCON_OTEL_PYTHON" bench/bench_call.py "redis://127.0.0.1:$rport" "http://127.0.0.1:$sport"
+cd python && "$VCON_OTEL_PYTHON" bench/bench_call.py "redis://127.0.0.1:$rport" "http://127.0.0.1:$sport" "${1:-1}"

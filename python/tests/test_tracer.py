@@ -122,7 +122,7 @@ def test_the_snapshot_is_the_vcon_exactly_as_it_was_at_that_step(server):
     assert [len(s["attachments"]) for s in snaps] == [0, 1, 2, 3]
     # later links changed the vCon; the snapshots did not follow, and they expire
     assert server.client.json().get("vcon:" + vcon) == snaps[-1] != snaps[0]
-    assert 0 < server.client.ttl(recs[0]["compliance"]["snapshot"]) <= 86400
+    assert 0 < server.client.ttl(recs[0]["compliance"]["snapshot"]) <= 600
 
 
 def test_snapshot_none_copies_nothing(server):
@@ -481,6 +481,15 @@ def test_after_processing_gets_the_swapped_uuid(server):
     new = recs[3]["in_vcon_uuid"]
     assert recs[-1]["event"] == "chain_complete" and recs[-1]["out_vcon_uuid"] == new and recs[-1]["vcon_uuid"] == vcon
     assert server.client.json().get(recs[-1]["compliance"]["snapshot"])["uuid"] == new
+
+
+def test_hook_options_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("VCON_OTEL_HOOKS_OPTIONS", '{"stream": "s", "snapshot": "none"}')
+    assert hooks._env_options() == {"stream": "s", "snapshot": "none"}
+    monkeypatch.setenv("VCON_OTEL_HOOKS_OPTIONS", "not json")
+    assert hooks._env_options() == {}
+    monkeypatch.delenv("VCON_OTEL_HOOKS_OPTIONS")
+    assert hooks._env_options() == {}
 
 
 def test_drop_in_hook_modules_expose_the_conservers_functions():

@@ -31,8 +31,10 @@ DEFAULTS = {
     # "copy": snapshot the vCon server-side at every call (COPY vcon:{uuid}), so the bridge hashes
     # the state of that step; "none": no snapshot, no hash.
     "snapshot": "copy",
-    # Seconds a snapshot lives if the bridge never reads it.
-    "snapshot_ttl": 86400,
+    # Seconds a snapshot lives. Each one is a full copy of the vCon in Redis memory, so keep this
+    # short: the bridge reads a snapshot seconds after the call; a bridge down for longer than
+    # this loses the hashes of that period (each missing one is logged), never spans.
+    "snapshot_ttl": 600,
     # Seconds the "last run of this vCon" pointer lives (links consecutive runs).
     "lastrun_ttl": 7 * 86400,
     # Redis socket timeouts (seconds): a slow Redis costs the conserver at most this per call.

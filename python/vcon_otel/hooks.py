@@ -9,12 +9,32 @@ Call order in the conserver: ``before_processing`` → (tracer ``-1``) → link 
 tracer ``0`` → … → egress, storages → ``after_processing`` (also after an error). The hooks never
 raise into the conserver.
 """
+import json
+import os
 import time
 
 from . import _emit, _state
 
-# Options of the hooks (the conserver passes none): override by assigning before use.
-options = {}
+
+def _env_options():
+    """Options from the environment variable VCON_OTEL_HOOKS_OPTIONS (a JSON object)."""
+    raw = os.environ.get("VCON_OTEL_HOOKS_OPTIONS")
+    if not raw:
+        return {}
+    try:
+        v = json.loads(raw)
+        if isinstance(v, dict):
+            return v
+    except ValueError:
+        pass
+    _emit.logger.error("vcon_otel: VCON_OTEL_HOOKS_OPTIONS is not a JSON object; using the defaults")
+    return {}
+
+
+# Options of the hooks: the conserver passes none to hooks, so they come from the environment
+# (VCON_OTEL_HOOKS_OPTIONS='{"stream": "vcon_otel:events"}'), or assign this dict before use.
+# Same keys and defaults as the tracer's options.
+options = _env_options()
 
 
 def _error(e):
