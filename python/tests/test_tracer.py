@@ -455,6 +455,21 @@ def test_hooks_record_chain_name_ingress_list_and_traceparent(server):
     assert [r["event"] for r in recs] == ["chain_start", "tracer_call", "tracer_call", "chain_complete"]
 
 
+def test_an_instrumented_conserver_gives_its_current_span_as_traceparent(server):
+    pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry.sdk.trace import TracerProvider
+    t = TracerProvider().get_tracer("conserver")
+    vcon = sim.make_vcon(server.client)
+    opts = {"redis_url": server.url}
+    with t.start_as_current_span("link.tag") as span:
+        tracer.run(vcon, vcon, "otel", ["tag"], -1, opts)
+        tracer.run(vcon, vcon, "otel", ["tag"], 0, opts)
+    c = span.get_span_context()
+    recs = records(server.client)
+    assert recs[0]["traceparent"] == "00-%032x-%016x-01" % (c.trace_id, c.span_id)
+    assert "traceparent" not in recs[1], "only the opening record carries it"
+
+
 def test_hooks_without_the_tracer_module_still_give_one_record_per_link(server):
     c = conserver(server, use_hooks=True, tracers={})
     vcon = sim.make_vcon(server.client)
