@@ -4,7 +4,8 @@
 # scripts/install-test-deps.sh; scripts/test.sh runs both).
 #
 # Runs pytest with $VCON_OTEL_PYTHON (Python 3.11), then, when pyenv has Python 3.12 and 3.13,
-# again with each of them in a small cached venv (pytest, redis) into which the package is
+# again with each of them in a small cached venv (pytest; redis-py 4.6.0, the version vCon Server
+# pins, on 3.12 and 5.2.1 on 3.13) into which the package is
 # installed with `pip install ./python` -- which also checks the packaging. VCON_OTEL_PY_EXTRA=0
 # skips the extra versions. Exits non-zero on any failure; "no tests collected" is a failure.
 set -uo pipefail
@@ -30,13 +31,15 @@ run_pytest() { # run_pytest LABEL PYTHON
 run_pytest "VCON_OTEL_PYTHON" "$VCON_OTEL_PYTHON"
 
 if [ "${VCON_OTEL_PY_EXTRA:-1}" != 0 ] && command -v pyenv >/dev/null; then
-  for ver in 3.12 3.13; do
+  # 3.12 with redis-py 4.6.0: what vCon Server itself pins (pyproject.toml) and runs on.
+  for ver_redis in 3.12:4.6.0 3.13:5.2.1; do
+    ver=${ver_redis%%:*}; redis_ver=${ver_redis#*:}
     base=$(pyenv prefix "$(pyenv versions --bare | grep -E "^${ver//./\\.}(\.[0-9]+)?$" | sort -V | tail -1)" 2>/dev/null)/bin/python3
     if [ ! -x "$base" ]; then echo "test-python: no Python $ver in pyenv, skipped"; continue; fi
-    venv="$CACHE/py$ver-venv"
+    venv="$CACHE/py$ver-redis$redis_ver-venv"
     if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pytest, redis' 2>/dev/null; then
       rm -rf "$venv"
-      if ! { "$base" -m venv "$venv" && "$venv/bin/pip" install -q "pytest==8.3.4" "redis==5.2.1"; } >"$CACHE/py$ver-venv.log" 2>&1; then
+      if ! { "$base" -m venv "$venv" && "$venv/bin/pip" install -q "pytest==8.3.4" "redis==$redis_ver"; } >"$CACHE/py$ver-venv.log" 2>&1; then
         echo "test-python: cannot create a Python $ver venv (see $CACHE/py$ver-venv.log), skipped"
         continue
       fi
@@ -48,7 +51,7 @@ if [ "${VCON_OTEL_PY_EXTRA:-1}" != 0 ] && command -v pyenv >/dev/null; then
     (cd / && "$venv/bin/python" -c 'import vcon_otel.tracer, vcon_otel.hooks, conserver_hooks.hook, conserver_hooks.after_link_hook') \
       || { echo "test-python: the installed package does not import with Python $ver" >&2; failed=1; }
     rm -rf "$root/python/build" "$root/python/vcon_otel.egg-info"
-    run_pytest "Python $ver" "$venv/bin/python"
+    run_pytest "Python $ver, redis-py $redis_ver" "$venv/bin/python"
   done
 fi
 exit "$failed"
