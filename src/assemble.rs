@@ -191,6 +191,13 @@ impl Assembler {
         if let Some(run) = self.runs.get_mut(&key) {
             run.absorb(&r, hash.as_ref(), now);
         }
+        if let (Some(run), Some(seq)) = (self.runs.get_mut(&key), r.seq) {
+            if run.next_seq.is_some_and(|expected| expected != seq) && !run.chain_broken {
+                tracing::warn!(run = %r.run, seq, "a record of this run is missing here; its hash chain stops");
+                run.chain_broken = true;
+            }
+            run.next_seq = Some(seq + 1);
+        }
         let chain_value = match &hash {
             Some(h) => self.chain_step(&key, &r, h, &mut out),
             None => None,
@@ -254,15 +261,6 @@ impl Assembler {
     /// Returns the chain value after the step (hex), or None when the chain cannot be continued.
     fn chain_step(&mut self, key: &(String, String), r: &Record, h: &StepHash, out: &mut Vec<Output>) -> Option<String> {
         let run = self.runs.get_mut(key)?;
-        if let (Some(seq), Some(expected)) = (r.seq, run.next_seq) {
-            if seq != expected && !run.chain_broken {
-                tracing::warn!(run = %r.run, seq, expected, "a record of this run is missing here; its hash chain stops");
-                run.chain_broken = true;
-            }
-        }
-        if let Some(seq) = r.seq {
-            run.next_seq = Some(seq + 1);
-        }
         if run.chain_broken {
             return None;
         }

@@ -43,8 +43,17 @@ pub struct RawConfig {
     /// Seconds to drain and flush after SIGINT/SIGTERM before giving up (unacked entries stay pending).
     pub shutdown_grace_secs: Option<u64>,
     /// Hosted tracer modules, in the conserver's shape: `{NAME: {module: ..., options: {...}}}`.
-    /// This version hosts `audit_log`.
+    /// Modules: `audit_log`, `webhook`, `statsd`, `jlinc` (docs/tracers.md).
     pub tracers: BTreeMap<String, RawTracer>,
+    /// Per chain, the hosted tracers that run for it (`{NAME: {tracers: [...]}}`); a tracer named
+    /// by no chain runs for every chain, as upstream.
+    pub chains: BTreeMap<String, RawChain>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawChain {
+    pub tracers: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +237,84 @@ pub struct Config {
     /// The `audit_log` tracer, when configured, and its name under `tracers:`.
     pub audit_log: Option<crate::compliance::audit_log::Settings>,
     pub audit_log_name: Option<String>,
+    /// The other hosted tracers.
+    pub hosted: Vec<HostedConfig>,
+}
+
+/// A hosted tracer after validation (built into a running module by `pipeline`).
+#[derive(Debug, Clone)]
+pub struct HostedConfig {
+    pub name: String,
+    pub module: String,
+    /// The module's own options (the common ones removed).
+    pub options: serde_json::Value,
+    pub common: crate::tracers::Common,
+    pub chains: Vec<String>,
+}
+
+/// Options every hosted tracer takes besides its module's.
+const COMMON_OPTIONS: &[&str] = &["timeout_secs", "max_attempts", "initial_backoff_ms", "max_backoff_ms", "dlq_vcon_on_error", "dlq_ingress_list"];
+
+fn hosted_options(name: &str, module: &str, options: Option<&serde_json::Value>, p: &mut Vec<Problem>) -> Option<(serde_json::Value, crate::tracers::Common)> {
+    let mut opts = match options {
+        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+        Some(serde_json::Value::Object(m)) => m.clone(),
+        Some(_) => {
+            p.push(Problem { path: format!("tracers.{name}.options"), message: "must be a mapping".into(), hint: "write options: {key: value, ...}".into() });
+            return None;
+        }
+    };
+    let mut take_u64 = |key: &str, default: u64, p: &mut Vec<Problem>| match opts.remove(key) {
+        None => default,
+        Some(v) => v.as_u64().unwrap_or_else(|| {
+            p.push(Problem { path: format!("tracers.{name}.options.{key}"), message: format!("{v} is not a whole number"), hint: "remove the key to use the default".into() });
+            default
+        }),
+    };
+    let timeout = take_u64("timeout_secs", 10, p);
+    let max_attempts = take_u64("max_attempts", 5, p).max(1);
+    let initial = take_u64("initial_backoff_ms", 200, p);
+    let max = take_u64("max_backoff_ms", 30_000, p);
+    let dlq = match opts.remove("dlq_vcon_on_error") {
+        None => false,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(v) => {
+            p.push(Problem { path: format!("tracers.{name}.options.dlq_vcon_on_error"), message: format!("{v} is not true or false"), hint: "write true or false".into() });
+            false
+        }
+    };
+    let dlq_ingress_list = opts.remove("dlq_ingress_list").and_then(|v| v.as_str().map(str::to_string));
+    let module_opts = serde_json::Value::Object(opts);
+    let check: Result<(), String> = match module {
+        "webhook" => serde_json::from_value::<crate::tracers::webhook::Config>(module_opts.clone()).map(|_| ()).map_err(|e| e.to_string()),
+        "statsd" => serde_json::from_value::<crate::tracers::statsd::Config>(module_opts.clone()).map(|_| ()).map_err(|e| e.to_string()),
+        "jlinc" => serde_json::from_value::<crate::tracers::jlinc::Config>(module_opts.clone()).and_then(|c| {
+            match c.sender_mode.as_deref() {
+                None | Some("intended") | Some("upstream") => Ok(()),
+                Some(other) => Err(serde::de::Error::custom(format!("sender_mode {other:?} is not intended or upstream"))),
+            }
+        }).map_err(|e| e.to_string()),
+        _ => unreachable!("checked by the caller"),
+    };
+    if let Err(e) = check {
+        p.push(Problem {
+            path: format!("tracers.{name}.options"),
+            message: e,
+            hint: format!("see docs/tracers.md for the options of {module}; every hosted tracer also takes {}", COMMON_OPTIONS.join(", ")),
+        });
+        return None;
+    }
+    Some((
+        module_opts,
+        crate::tracers::Common {
+            timeout: Duration::from_secs(timeout.max(1)),
+            max_attempts: max_attempts as u32,
+            initial_backoff: Duration::from_millis(initial),
+            max_backoff: Duration::from_millis(max.max(initial)),
+            dlq_vcon_on_error: dlq,
+            dlq_ingress_list,
+        },
+    ))
 }
 
 /// One configuration problem: where, what, and how to fix it.
@@ -357,8 +444,26 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
 
     let mut audit_log = None;
     let mut audit_log_name = None;
+    let mut hosted = Vec::new();
+    for (chain, c) in &raw.chains {
+        for t in &c.tracers {
+            if !raw.tracers.contains_key(t) {
+                p.push(Problem {
+                    path: format!("chains.{chain}.tracers"),
+                    message: format!("{t:?} is not a tracer under tracers:"),
+                    hint: format!("define it under tracers: or remove it (defined: {})", raw.tracers.keys().cloned().collect::<Vec<_>>().join(", ")),
+                });
+            }
+        }
+    }
     for (name, t) in &raw.tracers {
         match t.module.as_str() {
+            "webhook" | "statsd" | "jlinc" => {
+                if let Some((options, common)) = hosted_options(name, &t.module, t.options.as_ref(), &mut p) {
+                    let chains = raw.chains.iter().filter(|(_, c)| c.tracers.contains(name)).map(|(n, _)| n.clone()).collect();
+                    hosted.push(HostedConfig { name: name.clone(), module: t.module.clone(), options, common, chains });
+                }
+            }
             "audit_log" | "vcon_otel.audit_log" => {
                 if audit_log.is_some() {
                     p.push(Problem {
@@ -388,7 +493,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             other => p.push(Problem {
                 path: format!("tracers.{name}.module"),
                 message: format!("{other:?} is not a tracer module this bridge hosts"),
-                hint: "available: audit_log".into(),
+                hint: "available: audit_log, webhook, statsd, jlinc".into(),
             }),
         }
     }
@@ -409,6 +514,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
             audit_log,
             audit_log_name,
+            hosted,
         })
     } else {
         Err(Problems(p))
@@ -671,7 +777,22 @@ mod tests {
         let err = validate(parse("tracers:\n  j:\n    module: jlinc\n  a:\n    module: audit_log\n    options: {pth: x}\n").unwrap(), &env_of(&[])).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("tracers.a.options: unknown field `pth`"), "{text}");
-        assert!(text.contains("tracers.j.module: \"jlinc\" is not a tracer module this bridge hosts"), "{text}");
+        assert!(text.contains("tracers.j.options: missing field `data_store_api_url`"), "{text}");
+    }
+
+    #[test]
+    fn hosted_tracers_take_common_options_and_chain_lists() {
+        let c = validate(
+            parse("tracers:\n  hook:\n    module: webhook\n    options: {url: \"http://audit/events\", timeout_secs: 3, dlq_vcon_on_error: true}\n  s:\n    module: statsd\nchains:\n  main: {tracers: [hook]}\n").unwrap(),
+            &env_of(&[]),
+        )
+        .unwrap();
+        let hook = c.hosted.iter().find(|h| h.name == "hook").unwrap();
+        assert_eq!((hook.common.timeout, hook.common.dlq_vcon_on_error, hook.chains.clone()), (Duration::from_secs(3), true, vec!["main".to_string()]));
+        assert!(c.hosted.iter().find(|h| h.name == "s").unwrap().chains.is_empty(), "a tracer named by no chain runs for all");
+        let err = validate(parse("tracers:\n  w:\n    module: webhook\n    options: {url: x, retries: 3}\nchains:\n  main: {tracers: [nope]}\n").unwrap(), &env_of(&[])).unwrap_err().to_string();
+        assert!(err.contains("chains.main.tracers: \"nope\" is not a tracer under tracers:"), "{err}");
+        assert!(err.contains("tracers.w.options: unknown field `retries`"), "{err}");
     }
 
     #[test]

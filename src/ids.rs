@@ -12,6 +12,8 @@ pub enum SpanRole<'a> {
     Root,
     Link(i64),
     Storage(&'a str),
+    /// A hosted tracer's invocation for the record with this `seq`.
+    Tracer(&'a str, u64),
 }
 
 fn digest(parts: &[&[u8]]) -> [u8; 32] {
@@ -46,6 +48,7 @@ pub fn span_id(vcon_uuid: &str, run: &str, role: SpanRole<'_>) -> [u8; 8] {
         SpanRole::Root => digest(&[base[0], base[1], base[2], b"root"]),
         SpanRole::Link(i) => digest(&[base[0], base[1], base[2], b"link", i.to_string().as_bytes()]),
         SpanRole::Storage(name) => digest(&[base[0], base[1], base[2], b"storage", name.as_bytes()]),
+        SpanRole::Tracer(name, seq) => digest(&[base[0], base[1], base[2], b"tracer", name.as_bytes(), seq.to_string().as_bytes()]),
     };
     nonzero(d[..8].try_into().expect("8 bytes"))
 }

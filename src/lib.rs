@@ -10,6 +10,7 @@
 //! - [`export`]     OTLP/gRPC and OTLP/HTTP clients with batching, retries and acknowledgement;
 //!   the terminal view of span trees.
 //! - [`compliance`] vCon Server's `Vcon.hash`, the per-run hash chain, the audit log.
+//! - [`tracers`]    hosted tracer modules (JLINC, webhook, StatsD), each on its own consumer group.
 //! - [`metrics`]    every metric in one place, on an owned registry.
 //! - [`admin`]      `/metrics`, `/healthz`, `/readyz`.
 //! - [`pipeline`]   wires the stages together.
@@ -28,6 +29,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
+pub mod tracers;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

@@ -213,6 +213,10 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
             }
         }
     }
+    for h in &config.hosted {
+        // Created before the bridge reports ready, so every record written after that reaches it.
+        crate::tracers::runner::ensure_group(&mut c, &config.stream.key, &h.name).await?;
+    }
     health.ready.store(true, Ordering::SeqCst);
     tracing::info!(stream = %config.stream.key, group = %config.stream.group, consumer = %config.stream.consumer,
         endpoint = %export_cfg.endpoint, protocol = ?export_cfg.protocol, "bridge running");
@@ -232,6 +236,23 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
         None => None,
     };
     drop(entry_tx);
+    let mut tracer_tasks = Vec::new();
+    let shared = crate::tracers::runner::Shared {
+        stream: config.stream.key.clone(),
+        consumer: config.stream.consumer.clone(),
+        chains_by_links: Arc::new(settings.chains_by_links.clone()),
+        spans: out_tx.clone(),
+        metrics: metrics.clone(),
+    };
+    for h in &config.hosted {
+        let module = crate::tracers::build(&h.module, &h.options).map_err(|e| anyhow::anyhow!("tracers.{}: {e}", h.name))?;
+        let hosted = crate::tracers::Hosted { name: h.name.clone(), module, common: h.common.clone(), chains: h.chains.clone() };
+        let conn = connect_with_retry(&redis_client, Duration::from_secs(10)).await;
+        let reader = connect_with_retry(&redis_client, Duration::from_secs(11)).await;
+        tracing::info!(tracer = %h.name, module = %h.module, group = %crate::tracers::runner::group(&h.name), "hosted tracer running");
+        tracer_tasks.push(tokio::spawn(crate::tracers::runner::run(hosted, conn, reader, shared.clone(), stop_rx.clone())));
+    }
+    drop(shared);
     let asm = Assembler::new(settings, metrics.clone());
     let stage = tokio::spawn(assemble_stage(
         entry_rx,
@@ -266,6 +287,9 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
             let _ = h.await;
         }
         let _ = stage.await;
+        for t in tracer_tasks {
+            let _ = t.await;
+        }
         let _ = exporter.await;
         let _ = acker.await;
     };

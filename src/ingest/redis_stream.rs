@@ -53,7 +53,8 @@ pub async fn ensure_group(conn: &mut ConnectionManager, s: &Stream) -> redis::Re
     }
 }
 
-fn entries(reply: StreamReadReply) -> Vec<Entry> {
+/// The entries of an XREADGROUP reply.
+pub fn entries(reply: StreamReadReply) -> Vec<Entry> {
     reply.keys.into_iter().flat_map(|k| k.ids).map(to_entry).collect()
 }
 

@@ -7,3 +7,4 @@ mod audit;
 mod bridge;
 mod compliance;
 mod python_e2e;
+mod tracers;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod bridge;
+pub mod http;
 pub mod otlp;
 pub mod redis;
 pub mod rotel;

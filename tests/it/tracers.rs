@@ -1,0 +1,196 @@
+//! Hosted tracer modules against real or protocol-exact peers: a scripted webhook server, a fake
+//! JLINC data store implementing the four endpoints as the JLINC API documents them (the real one
+//! cannot be installed here), a real UDP socket for StatsD, a real Redis for the DLQ.
+
+use crate::support::bridge::Bridge;
+use crate::support::http::{Reply, Server};
+use crate::support::otlp::Receiver;
+use crate::support::redis::RedisServer;
+use crate::support::wait_until;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+fn cfg(redis: &RedisServer, rx: &Receiver, tracers: &str) -> String {
+    format!(
+        "redis: {{url: \"{}\"}}\nexport: {{endpoint: \"{}\", max_batch_delay_ms: 50}}\nstream: {{consumer: t, block_ms: 200}}\ntracers:\n{tracers}",
+        redis.url(),
+        rx.grpc_endpoint()
+    )
+}
+
+/// A 3-link tracer-only run whose records carry snapshots of a stored vCon.
+fn run_with_snapshots(redis: &RedisServer, run: &str, uuid: &str, hooks_ingress: Option<&str>) -> Vec<String> {
+    let mut conn = redis.conn();
+    let mut hashes = Vec::new();
+    for (seq, i) in (-1i64..3).enumerate() {
+        let doc = json!({"uuid": uuid, "vcon": "0.4.0", "parties": [{"tel": "+15555550100"}], "attachments": [{"purpose": "tags", "body": [format!("step{i}")]}]});
+        let key = format!("vcon_otel:snap:{run}:{seq}");
+        let _: () = redis::cmd("JSON.SET").arg(&key).arg("$").arg(doc.to_string()).query(&mut conn).unwrap();
+        let stored: String = redis::cmd("JSON.GET").arg(&key).query(&mut conn).unwrap();
+        hashes.push(vcon_otel::compliance::vcon_hash(stored.as_bytes()).unwrap().sha256_hex);
+        let mut r = json!({"v": 1, "event": "tracer_call", "run": run, "vcon_uuid": uuid, "ts_ns": 2_000 + seq as u64 * 100,
+            "start_ns": 1_950 + seq as u64 * 100, "run_start_ns": 1_900, "seq": seq, "links": ["Transcribe", "summarize v2", "tag"],
+            "link_index": i, "tracer": "otel", "in_vcon_uuid": uuid, "out_vcon_uuid": uuid, "compliance": {"snapshot": key}});
+        if let Some(list) = hooks_ingress {
+            r["ingress_list"] = json!(list);
+        }
+        redis.xadd("vcon_otel:events", &r.to_string());
+    }
+    hashes
+}
+
+/// The fake JLINC data store: entities exist once created; events get increasing ids.
+fn jlinc_store() -> Server {
+    let created = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::<String>::new()));
+    let events = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    Server::start(move |path, body| {
+        let name = body.get("shortName").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        match path {
+            "/api/v1/data/entity/domains/get" => Some(Reply::json(200, json!(["jlinc.example", "other.example"]))),
+            "/api/v1/data/entity/get" => Some(Reply::json(200, if created.lock().unwrap().contains(&name) { json!({"shortName": name, "didDoc": {"id": format!("did:{name}")}}) } else { json!({"error": "not found"}) })),
+            "/api/v1/data/entity/create" => {
+                created.lock().unwrap().insert(name.clone());
+                Some(Reply::json(200, json!({"shortName": name, "didDoc": {"id": format!("did:{name}")}})))
+            }
+            "/api/v1/data/event/produce" => {
+                let n = events.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Some(Reply::json(200, json!({"created": {"eventId": format!("ev-{n}")}, "processed": {"auditData": {"signatures": [{"type": "JWS/JCS", "jws": "e30.e30.sig"}]}}})))
+            }
+            _ => None,
+        }
+    })
+}
+
+fn jlinc_cfg(store: &Server, extra: &str) -> String {
+    format!(
+        "  jl:\n    module: jlinc\n    options: {{data_store_api_url: \"{}\", data_store_api_key: dskey, archive_api_url: \"http://archive\", archive_api_key: akey, system_prefix: \"VCON Test\", max_attempts: 3, initial_backoff_ms: 20{extra}}}\n",
+        store.url()
+    )
+}
+
+fn produced(store: &Server) -> Vec<Value> {
+    store.requests().into_iter().filter(|r| r.path.ends_with("event/produce") && r.status == 200).map(|r| r.body).collect()
+}
+
+#[test]
+fn jlinc_speaks_the_data_store_api_as_upstream_in_both_sender_modes() {
+    for (mode, senders) in [
+        ("intended", ["system", "transcribe", "summarize_v2", "tag"]),
+        ("upstream", ["system", "tag", "transcribe", "summarize_v2"]),
+    ] {
+        let redis = RedisServer::start();
+        let rx = Receiver::start(vec![]);
+        let store = jlinc_store();
+        // One 500 and one timeout-free retry on the first event: retried, delivered once.
+        store.script("/api/v1/data/event/produce", vec![Reply::json(500, json!({"error": "busy"}))]);
+        let bridge = Bridge::run(&cfg(&redis, &rx, &jlinc_cfg(&store, &format!(", sender_mode: {mode}"))));
+        let hashes = run_with_snapshots(&redis, "r1", "u1", None);
+        assert!(wait_until(T, || produced(&store).len() == 4), "{mode}: {}", bridge.output());
+        let events = produced(&store);
+        let ent = |s: &str| format!("vcon_test-{s}@jlinc.example");
+        let recipients = ["transcribe", "summarize_v2", "tag", "system"];
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(
+                e,
+                &json!({"type": "data", "senderShortName": ent(senders[i]), "recipientShortName": ent(recipients[i]),
+                        "agreementId": "00000000-0000-0000-0000-000000000000", "data": {"hash": hashes[i]},
+                        "meta": {"in_vcon_uuid": "u1", "out_vcon_uuid": "u1"}, "archive": {"url": "http://archive", "key": "akey"}}),
+                "{mode} event {i}"
+            );
+        }
+        let reqs = store.requests();
+        assert!(reqs.iter().all(|r| r.headers.get("authorization").map(String::as_str) == Some("Bearer dskey")));
+        let creates: Vec<String> = reqs.iter().filter(|r| r.path.ends_with("entity/create")).map(|r| r.body["shortName"].as_str().unwrap().to_string()).collect();
+        let mut unique = creates.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(creates.len(), unique.len(), "each entity is created once: {creates:?}");
+        assert_eq!(unique.len(), 4);
+        assert_eq!(reqs.iter().filter(|r| r.path.ends_with("domains/get")).count(), 1, "the domain is fetched once");
+        // The outcome is a span under the link span, with the JLINC event id.
+        assert!(wait_until(T, || rx.spans().iter().filter(|s| s.span.name == "tracer jl").count() == 4));
+        let linked = rx.spans().into_iter().find(|s| s.span.name == "tracer jl" && s.attr("jlinc.event_id").is_some_and(|e| e.starts_with("ev-"))).unwrap();
+        assert_eq!(linked.attr("jlinc.signature_type").as_deref(), Some("JWS/JCS"));
+        assert_eq!(linked.attr("vcon.tracer.outcome").as_deref(), Some("ok"));
+    }
+}
+
+#[test]
+fn jlinc_failures_are_retried_then_dlq_the_vcon_when_asked() {
+    let redis = RedisServer::start();
+    let rx = Receiver::start(vec![]);
+    let store = Server::start(|path, _| if path.ends_with("domains/get") { Some(Reply::json(200, json!(["d"]))) } else { Some(Reply::json(503, json!({}))) });
+    let bridge = Bridge::run(&cfg(&redis, &rx, &jlinc_cfg(&store, ", dlq_vcon_on_error: true")));
+    run_with_snapshots(&redis, "r1", "u7", Some("main_in"));
+    let dlq_len = || redis::cmd("LLEN").arg("DLQ:main_in").query::<i64>(&mut redis.conn()).unwrap();
+    assert!(wait_until(T, || dlq_len() == 4), "{}", bridge.output());
+    let pushed: Vec<String> = redis::cmd("LRANGE").arg("DLQ:main_in").arg(0).arg(-1).query(&mut redis.conn()).unwrap();
+    assert!(pushed.iter().all(|u| u == "u7"));
+    assert_eq!(bridge.metric_value(&["vcon_otel_dlq_pushes_total{", "tracer=\"jl\""]), Some(4.0));
+    assert!(bridge.metric_value(&["vcon_otel_tracer_retries_total{", "tracer=\"jl\""]).unwrap_or(0.0) >= 8.0, "{}", bridge.metrics_text());
+    assert!(wait_until(T, || rx.spans().iter().filter(|s| s.span.name == "tracer jl").count() == 4));
+    let failed = rx.spans().into_iter().filter(|s| s.span.name == "tracer jl").collect::<Vec<_>>();
+    assert!(failed.iter().all(|s| s.span.status.as_ref().is_some_and(|st| st.code == 2)));
+}
+
+#[test]
+fn webhook_retries_503_503_then_delivers_each_record_exactly_once() {
+    let redis = RedisServer::start();
+    let rx = Receiver::start(vec![]);
+    let hook = Server::start(|path, _| (path == "/events").then(|| Reply::json(200, json!({"ok": true}))));
+    hook.script("/events", vec![Reply { retry_after: Some(1), ..Reply::json(503, json!({})) }, Reply::json(503, json!({}))]);
+    let tracers = format!("  audit_hook:\n    module: webhook\n    options: {{url: \"{}/events\", api_key: k123, system_id: sys1, initial_backoff_ms: 20}}\n", hook.url());
+    let bridge = Bridge::run(&cfg(&redis, &rx, &tracers));
+    run_with_snapshots(&redis, "r1", "u1", None);
+    assert!(wait_until(T, || hook.requests().iter().filter(|r| r.status == 200).count() == 4), "{}", bridge.output());
+    let reqs = hook.requests();
+    assert_eq!(reqs.iter().map(|r| r.status).collect::<Vec<_>>(), [503, 503, 200, 200, 200, 200]);
+    let delivered: Vec<&Value> = reqs.iter().filter(|r| r.status == 200).map(|r| &r.body).collect();
+    assert_eq!(delivered.iter().map(|b| b["event_type"].as_str().unwrap()).collect::<Vec<_>>(), ["chain_start", "link_complete", "link_complete", "link_complete"]);
+    assert_eq!(delivered.iter().map(|b| b["link_index"].as_i64().unwrap()).collect::<Vec<_>>(), [-1, 0, 1, 2], "each record once, in order");
+    assert!(delivered.iter().all(|b| b["system_id"] == "sys1" && b["entity_id"] == "u1" && b["hashes"]["vcon_sha256"].as_str().unwrap().len() == 64));
+    assert!(reqs.iter().all(|r| r.headers["authorization"] == "Bearer k123"));
+    assert!(!reqs.iter().any(|r| r.body.to_string().contains("+15555550100")), "no party identifier leaves the bridge");
+}
+
+#[test]
+fn statsd_sends_counters_and_timings_over_udp() {
+    let redis = RedisServer::start();
+    let rx = Receiver::start(vec![]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let bridge = Bridge::run(&cfg(&redis, &rx, &format!("  m:\n    module: statsd\n    options: {{host: 127.0.0.1, port: {port}, prefix: vc}}\n")));
+    run_with_snapshots(&redis, "r1", "u1", None);
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 2048];
+    let end = std::time::Instant::now() + T;
+    while lines.len() < 9 && std::time::Instant::now() < end {
+        if let Ok(n) = sock.recv(&mut buf) {
+            lines.extend(String::from_utf8_lossy(&buf[..n]).lines().map(str::to_string));
+        }
+    }
+    let _ = bridge;
+    assert_eq!(lines.iter().filter(|l| *l == "vc.events.chain_start:1|c").count(), 1, "{lines:?}");
+    assert_eq!(lines.iter().filter(|l| *l == "vc.events.link_complete:1|c").count(), 3, "{lines:?}");
+    assert!(lines.contains(&"vc.duration.link:0.000|ms".to_string()), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "vc.duration.chain:0.000|ms"), "{lines:?}");
+}
+
+#[test]
+fn a_tracer_answering_after_5_s_does_not_hold_back_span_export() {
+    let redis = RedisServer::start();
+    let rx = Receiver::start(vec![]);
+    let slow = Server::start(|_, _| Some(Reply { delay: Duration::from_secs(5), ..Reply::json(200, json!({})) }));
+    let tracers = format!("  slow:\n    module: webhook\n    options: {{url: \"{}/events\", timeout_secs: 30}}\n", slow.url());
+    let bridge = Bridge::run(&cfg(&redis, &rx, &tracers));
+    run_with_snapshots(&redis, "r1", "u1", None);
+    assert!(wait_until(Duration::from_secs(40), || rx.spans().iter().any(|s| s.span.name == "tracer slow")), "{}", bridge.output());
+    let names: Vec<String> = rx.spans().into_iter().map(|s| s.span.name).collect();
+    let first_tracer = names.iter().position(|n| n == "tracer slow").unwrap();
+    let root = names.iter().position(|n| n.starts_with("chain ")).unwrap();
+    assert!(root < first_tracer, "the whole trace was exported before the slow tracer's first answer: {names:?}");
+    assert_eq!(names.iter().filter(|n| n.starts_with("link ")).count(), 3);
+}
