@@ -482,9 +482,12 @@ def test_hooks_without_the_tracer_module_still_give_one_record_per_link(server):
     check_volatile(recs)
 
 
-def test_hooks_on_a_chain_without_links(server):
-    c = conserver(server, use_hooks=True)
+def test_a_chain_without_links(server):
+    # tracer only: the conserver makes no tracer call at all
     vcon = sim.make_vcon(server.client)
+    assert conserver(server).handle("in", vcon, {"name": "empty", "links": [], "egress_lists": ["out"]}) is None
+    assert records(server.client) == [] and server.client.lrange("out", 0, -1) == [vcon.encode()]
+    c = conserver(server, use_hooks=True)
     c.handle("in", vcon, {"name": "empty", "links": [], "egress_lists": ["out"]})
     recs = records(server.client)
     assert [(r["event"], r.get("outcome")) for r in recs] == [("chain_start", None), ("chain_complete", "complete")]
@@ -542,3 +545,21 @@ def test_seed_trace_interface_produces_seed_model_records(server):
     recs = records(server.client)[6:]
     assert recs[1]["error"] == {"type": "KeyError", "message": "'k'"} and recs[2]["error"]["message"] == "boom"
     assert tracer.trace(vcon, "no_such_event", opts) is None
+
+
+def test_seed_trace_numbers_links_without_link_start(server):
+    opts = {"redis_url": server.url}
+    vcon = sim.make_vcon(server.client)
+    for ev in ["chain_start", "link_complete", "link_start", "link_complete", "link_error", "chain_error"]:
+        tracer.trace(vcon, ev, opts)
+    recs = records(server.client)
+    assert [(r["event"], r.get("link_index"), r.get("link")) for r in recs] == [
+        ("chain_start", None, None), ("link_complete", 0, "link_0"), ("link_start", 1, "link_1"),
+        ("link_complete", 1, "link_1"), ("link_error", 2, "link_2"), ("chain_error", None, None)]
+
+
+def test_bad_options_never_raise_into_the_conserver(server):
+    before = tracer.stats()["errors"]
+    assert tracer.run("u", "u", "otel", ["a"], -1, ["not", "a", "dict"]) is True
+    assert tracer.trace("u", "chain_start", 42) is None
+    assert tracer.stats()["errors"] == before + 2

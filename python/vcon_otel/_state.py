@@ -16,7 +16,7 @@ _local = threading.local()
 class Run:
     __slots__ = ("vcon_uuid", "run", "start_ns", "seq", "last_ns", "chain", "links", "hooks",
                  "ingress_list", "current", "last_index", "link_module", "ok_index", "traceparent",
-                 "errored", "tracer_seen", "snapshot_taken")
+                 "errored", "tracer_seen", "snapshot_taken", "link_open")
 
     def __init__(self, vcon_uuid, links=None, chain=None, hooks=False, start_ns=None):
         self.vcon_uuid = vcon_uuid          # the UUID the run began with
@@ -36,6 +36,7 @@ class Run:
         self.errored = False
         self.tracer_seen = False            # the tracer module is registered (its -1 call came)
         self.snapshot_taken = False         # the opening record already carries a snapshot
+        self.link_open = False              # trace(): a link_start without its completion yet
 
     def base(self, event, ts_ns):
         r = {"v": 1, "event": event, "run": self.run, "vcon_uuid": self.vcon_uuid, "ts_ns": ts_ns,

@@ -82,7 +82,7 @@ def run(in_vcon_uuid, out_vcon_uuid, tracer_name, links, link_index, opts=None):
         rec["call_ns"] = time.perf_counter_ns() - started
     except Exception as e:  # a bug here must not break the conserver either
         _emit.internal_error(o or _emit.DEFAULTS, "tracer.run", e)
-        if opts and opts.get("dlq_vcon_on_error"):
+        if isinstance(opts, dict) and opts.get("dlq_vcon_on_error"):
             raise
         return True
     _emit.send(
@@ -101,41 +101,54 @@ _SEED_EVENTS = {"chain_start", "link_start", "link_complete", "link_error", "sto
 
 
 def trace(vcon_uuid, event, opts=None):
-    """The event-based interface. `opts` may carry `chain`, `link`, `module`, `storage`, `error`
-    (an exception or a message) to enrich the record; unknown events are logged and ignored."""
-    o = _emit.options(opts)
-    extra = opts or {}
-    now = time.time_ns()
-    if event not in _SEED_EVENTS:
-        _emit.logger.warning("vcon_otel.trace: unknown event %r ignored", event)
-        return None
-    run_ = _state.current()
-    if event == "chain_start" or run_ is None:
-        run_ = _state.start(_state.Run(vcon_uuid, chain=extra.get("chain"), hooks=True, start_ns=now))
-        if event == "chain_start":
-            _emit.send(o, run_.base("chain_start", now), snapshot_of=vcon_uuid, open_run_of=vcon_uuid)
-            run_.last_ns = time.time_ns()
+    """The event-based interface of the tracer documentation (one call per event, on the thread
+    running the chain). `opts` may carry `chain`, `link`, `module`, `storage`, `error` (an exception
+    or a message) to enrich the record; unknown events are logged and ignored. Links are numbered
+    in order: a `link_start` begins the next link, and so does a `link_complete`/`link_error`
+    without one. Never raises unless `dlq_vcon_on_error` is truthy."""
+    o = None
+    try:
+        o = _emit.options(opts)
+        extra = opts or {}
+        now = time.time_ns()
+        if event not in _SEED_EVENTS:
+            _emit.logger.warning("vcon_otel.trace: unknown event %r ignored", event)
             return None
-    rec = run_.base(event, now)
-    if event.startswith("link_"):
-        if event == "link_start":
-            run_.last_index += 1
-        rec["link_index"] = max(run_.last_index, 0)
-        rec["link"] = extra.get("link") or "link_%d" % max(run_.last_index, 0)
-        if extra.get("module"):
-            rec["module"] = extra["module"]
-    if event.startswith("storage_"):
-        rec["storage"] = extra.get("storage") or "storage"
-    if event.endswith("_error"):
-        err = extra.get("error")
-        rec["error"] = {"type": type(err).__name__ if isinstance(err, BaseException) else "Error",
-                        "message": str(err) if err is not None else event}
-    if event in ("link_complete", "link_error", "storage_complete", "storage_error"):
-        rec["start_ns"] = run_.last_ns
-    if vcon_uuid != run_.vcon_uuid:
-        rec["out_vcon_uuid"] = vcon_uuid
-    _emit.send(o, rec, snapshot_of=vcon_uuid if event in ("link_complete", "chain_complete") else None)
+        run_ = _state.current()
+        if event == "chain_start" or run_ is None:
+            run_ = _state.start(_state.Run(vcon_uuid, chain=extra.get("chain"), hooks=True, start_ns=now))
+            if event == "chain_start":
+                rec = run_.base("chain_start", now)
+                _emit.send(o, rec, snapshot_of=vcon_uuid, open_run_of=vcon_uuid)
+                run_.last_ns = time.time_ns()
+                return None
+        rec = run_.base(event, now)
+        if event.startswith("link_"):
+            if event == "link_start" or not run_.link_open:
+                run_.last_index += 1
+            run_.link_open = event == "link_start"
+            rec["link_index"] = run_.last_index
+            rec["link"] = extra.get("link") or "link_%d" % run_.last_index
+            if extra.get("module"):
+                rec["module"] = extra["module"]
+        if event.startswith("storage_"):
+            rec["storage"] = extra.get("storage") or "storage"
+        if event.endswith("_error"):
+            err = extra.get("error")
+            rec["error"] = {"type": type(err).__name__ if isinstance(err, BaseException) else "Error",
+                            "message": (str(err) if err is not None else event)[:4096]}
+        if event in ("link_complete", "link_error", "storage_complete", "storage_error"):
+            rec["start_ns"] = run_.last_ns
+        if vcon_uuid != run_.vcon_uuid:
+            rec["out_vcon_uuid"] = vcon_uuid
+        run_.current = vcon_uuid
+        if event in ("chain_complete", "chain_error"):
+            _state.clear()
+    except Exception as e:
+        _emit.internal_error(o or _emit.DEFAULTS, "tracer.trace", e)
+        if isinstance(opts, dict) and opts.get("dlq_vcon_on_error"):
+            raise
+        return None
+    _emit.send(o, rec, snapshot_of=vcon_uuid if event in ("link_complete", "chain_complete", "chain_error") else None)
     run_.last_ns = time.time_ns()
-    if event in ("chain_complete", "chain_error"):
-        _state.clear()
     return None
