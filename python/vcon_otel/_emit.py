@@ -37,7 +37,7 @@ DEFAULTS = {
     "snapshot_ttl": 600,
     # Seconds the "last run of this vCon" pointer lives (links consecutive runs).
     "lastrun_ttl": 7 * 86400,
-    # Redis socket timeouts (seconds): a slow Redis costs the conserver at most this per call.
+    # Redis connect/read timeout (seconds): the most one call waits for a hung Redis.
     "socket_timeout": 0.5,
     # Failures are logged at most once per this many seconds (each one is counted).
     "log_interval": 60,
