@@ -266,6 +266,38 @@ def test_opts_none_uses_the_defaults_and_redis_url_from_the_environment(server, 
     assert "maxlen" not in tracer.default_options or tracer.default_options["maxlen"] is None
 
 
+@pytest.mark.parametrize("use_hooks", [False, True])
+def test_every_call_is_one_redis_round_trip(server, monkeypatch, use_hooks):
+    sends = []
+    real = redis.connection.Connection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sends.append(1)
+        return real(self, command, check_health)
+
+    c = conserver(server, use_hooks=use_hooks)
+    warm = sim.make_vcon(server.client)
+    c.handle("in", warm, {"name": "c", "links": ["tag", "swap", "tag2"]})  # connects, loads the script
+    vcons = [sim.make_vcon(server.client) for _ in range(3)]
+    counts = []
+    for v in vcons:
+        tracer.run(v, v, "otel", ["x", "y"], -1, {"redis_url": server.url})
+        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+        for idx, new in ((-1, v), (0, v), (1, "swapped-" + v)):
+            sends.clear()
+            tracer.run(new, v, "otel", ["x", "y"], idx, {"redis_url": server.url})
+            counts.append(len(sends))
+        monkeypatch.undo()
+    assert counts == [1] * 9
+    if use_hooks:
+        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+        sends.clear()
+        hooks.before_processing(vcons[0], {"name": "c", "links": ["x"]}, {})
+        hooks.after_link(vcons[0], "x", None, {}, {}, "error", RuntimeError("e"), [])
+        hooks.after_processing(vcons[0], {"name": "c"}, {}, error=RuntimeError("e"))
+        assert len(sends) == 3
+
+
 def test_maxlen_caps_the_stream_approximately(server):
     vcon = sim.make_vcon(server.client)
     for i in range(3000):
