@@ -294,6 +294,9 @@ fn hosted_options(name: &str, module: &str, options: Option<&serde_json::Value>,
                 Some(other) => Err(serde::de::Error::custom(format!("sender_mode {other:?} is not intended or upstream"))),
             }
         }).map_err(|e| e.to_string()),
+        "postgres" => serde_json::from_value::<crate::tracers::postgres::Config>(module_opts.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|c| crate::tracers::postgres::valid_table(&c.table).then_some(()).ok_or_else(|| format!("table {:?} is not an identifier (letters, digits, _; optionally schema.table)", c.table))),
         _ => unreachable!("checked by the caller"),
     };
     if let Err(e) = check {
@@ -458,7 +461,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     }
     for (name, t) in &raw.tracers {
         match t.module.as_str() {
-            "webhook" | "statsd" | "jlinc" => {
+            "webhook" | "statsd" | "jlinc" | "postgres" => {
                 if let Some((options, common)) = hosted_options(name, &t.module, t.options.as_ref(), &mut p) {
                     let chains = raw.chains.iter().filter(|(_, c)| c.tracers.contains(name)).map(|(n, _)| n.clone()).collect();
                     hosted.push(HostedConfig { name: name.clone(), module: t.module.clone(), options, common, chains });
@@ -493,7 +496,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             other => p.push(Problem {
                 path: format!("tracers.{name}.module"),
                 message: format!("{other:?} is not a tracer module this bridge hosts"),
-                hint: "available: audit_log, webhook, statsd, jlinc".into(),
+                hint: "available: audit_log, webhook, statsd, jlinc, postgres".into(),
             }),
         }
     }

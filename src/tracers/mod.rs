@@ -16,6 +16,7 @@
 //! [`Module`], one arm in [`Module::handle`] and one in [`build`].
 
 pub mod jlinc;
+pub mod postgres;
 pub mod runner;
 pub mod statsd;
 pub mod webhook;
@@ -78,15 +79,24 @@ pub enum Module {
     Webhook(webhook::Webhook),
     Statsd(statsd::Statsd),
     Jlinc(jlinc::Jlinc),
+    Postgres(postgres::Postgres),
 }
 
 impl Module {
-    pub async fn handle(&mut self, step: &Step<'_>) -> Result<Delivered, TracerError> {
+    /// One invocation for `steps`: a batch for modules that batch ([`Module::batches`]), else
+    /// exactly one step.
+    pub async fn handle(&mut self, steps: &[Step<'_>]) -> Result<Delivered, TracerError> {
         match self {
-            Module::Webhook(t) => t.handle(step).await,
-            Module::Statsd(t) => t.handle(step).await,
-            Module::Jlinc(t) => t.handle(step).await,
+            Module::Webhook(t) => t.handle(&steps[0]).await,
+            Module::Statsd(t) => t.handle(&steps[0]).await,
+            Module::Jlinc(t) => t.handle(&steps[0]).await,
+            Module::Postgres(t) => t.handle_batch(steps).await,
         }
+    }
+
+    /// Whether the module writes all the entries of one read in one invocation.
+    pub fn batches(&self) -> bool {
+        matches!(self, Module::Postgres(_))
     }
 
     /// Whether the module needs the stored vCon text (not just its hash).
@@ -99,6 +109,7 @@ impl Module {
             Module::Webhook(_) => "webhook",
             Module::Statsd(_) => "statsd",
             Module::Jlinc(_) => "jlinc",
+            Module::Postgres(_) => "postgres",
         }
     }
 }
@@ -134,6 +145,7 @@ pub fn build(module: &str, options: &serde_json::Value) -> Result<Module, String
         "webhook" => serde_json::from_value(opts).map(|c| Module::Webhook(webhook::Webhook::new(c))).map_err(|e| e.to_string()),
         "statsd" => serde_json::from_value(opts).map_err(|e| e.to_string()).and_then(|c| statsd::Statsd::new(c).map(Module::Statsd)),
         "jlinc" => serde_json::from_value(opts).map(|c| Module::Jlinc(jlinc::Jlinc::new(c))).map_err(|e| e.to_string()),
-        other => Err(format!("{other:?} is not a hosted module (available: audit_log, webhook, statsd, jlinc)")),
+        "postgres" => serde_json::from_value(opts).map_err(|e| e.to_string()).and_then(|c| postgres::Postgres::new(c).map(Module::Postgres)),
+        other => Err(format!("{other:?} is not a hosted module (available: audit_log, webhook, statsd, jlinc, postgres)")),
     }
 }

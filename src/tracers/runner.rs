@@ -82,13 +82,32 @@ pub async fn run(mut t: Hosted, mut conn: ConnectionManager, mut reader: Connect
         if cursor.is_some() {
             cursor = entries.last().map(|e| e.id.clone());
         }
-        for e in entries {
-            if let Some(r) = e.payload.as_deref().and_then(|p| event::decode(p).ok()) {
-                process(&mut t, &mut conn, &sh, &r, &mut stop).await;
+        // Records this tracer handles, with their snapshot; malformed ones are the main pipeline's
+        // to dead-letter, records of other chains are not this tracer's.
+        let mut work = Vec::new();
+        for e in &entries {
+            let Some(r) = e.payload.as_deref().and_then(|p| event::decode(p).ok()) else { continue };
+            let chain = r.chain.clone().or_else(|| r.links.as_ref().and_then(|l| sh.chains_by_links.get(l).cloned()));
+            if !t.chains.is_empty() && !chain.as_ref().is_some_and(|c| t.chains.contains(c)) {
+                continue;
             }
-            let acked: redis::RedisResult<i64> = redis::cmd("XACK").arg(&sh.stream).arg(&g).arg(&e.id).query_async(&mut conn).await;
+            let (hash, text) = snapshot(&mut conn, &r).await;
+            work.push(Prepared { record: r, hash, text, chain });
+        }
+        if t.module.batches() {
+            if !work.is_empty() {
+                process(&mut t, &mut conn, &sh, &work, &mut stop).await;
+            }
+        } else {
+            for w in &work {
+                process(&mut t, &mut conn, &sh, std::slice::from_ref(w), &mut stop).await;
+            }
+        }
+        if !entries.is_empty() {
+            let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+            let acked: redis::RedisResult<i64> = redis::cmd("XACK").arg(&sh.stream).arg(&g).arg(&ids).query_async(&mut conn).await;
             if let Err(err) = acked {
-                tracing::warn!(tracer = %t.name, error = %err, "XACK failed; the entry will be delivered again");
+                tracing::warn!(tracer = %t.name, error = %err, "XACK failed; the entries will be delivered again");
             }
         }
     }
@@ -120,19 +139,26 @@ async fn snapshot(conn: &mut ConnectionManager, r: &Record) -> (Option<StepHash>
     }
 }
 
-async fn process(t: &mut Hosted, conn: &mut ConnectionManager, sh: &Shared, r: &Record, stop: &mut watch::Receiver<bool>) {
-    let chain = r.chain.clone().or_else(|| r.links.as_ref().and_then(|l| sh.chains_by_links.get(l).cloned()));
-    if !t.chains.is_empty() && !chain.as_ref().is_some_and(|c| t.chains.contains(c)) {
-        return;
-    }
-    let (hash, text) = snapshot(conn, r).await;
-    let step = Step { record: r, hash: hash.as_ref(), vcon_json: text.as_deref(), chain: chain.as_deref() };
+/// A record ready for the tracer.
+struct Prepared {
+    record: Record,
+    hash: Option<StepHash>,
+    text: Option<Vec<u8>>,
+    chain: Option<String>,
+}
+
+/// One invocation (with retries) for `work`: one record, or a batch for batching modules.
+async fn process(t: &mut Hosted, conn: &mut ConnectionManager, sh: &Shared, work: &[Prepared], stop: &mut watch::Receiver<bool>) {
+    let steps: Vec<Step<'_>> = work
+        .iter()
+        .map(|w| Step { record: &w.record, hash: w.hash.as_ref(), vcon_json: w.text.as_deref(), chain: w.chain.as_deref() })
+        .collect();
     let started_ns = now_ns();
     let mut attempts = 0u32;
     let result = loop {
         attempts += 1;
         let t0 = Instant::now();
-        let res = match tokio::time::timeout(t.common.timeout, t.module.handle(&step)).await {
+        let res = match tokio::time::timeout(t.common.timeout, t.module.handle(&steps)).await {
             Ok(r) => r,
             Err(_) => Err(TracerError::Retryable { detail: format!("no answer within {:?}", t.common.timeout), delay: None }),
         };
@@ -163,13 +189,16 @@ async fn process(t: &mut Hosted, conn: &mut ConnectionManager, sh: &Shared, r: &
             }
         }
     };
-    if let Err((_, detail)) = &result {
-        tracing::warn!(tracer = %t.name, module = t.module.module_name(), run = %r.run, attempts, error = %detail, "hosted tracer gave up on a record");
-        if t.common.dlq_vcon_on_error {
-            dlq(t, conn, sh, r).await;
+    for w in work {
+        let r = &w.record;
+        if let Err((_, detail)) = &result {
+            tracing::warn!(tracer = %t.name, module = t.module.module_name(), run = %r.run, attempts, error = %detail, "hosted tracer gave up on a record");
+            if t.common.dlq_vcon_on_error {
+                dlq(t, conn, sh, r).await;
+            }
         }
+        let _ = sh.spans.send(Output::Span(outcome_span(t, r, started_ns, attempts, &result))).await;
     }
-    let _ = sh.spans.send(Output::Span(outcome_span(t, r, started_ns, attempts, &result))).await;
 }
 
 /// Pushes the vCon the run began with to the conserver's `DLQ:{ingress_list}` (as the conserver

@@ -194,3 +194,38 @@ fn a_tracer_answering_after_5_s_does_not_hold_back_span_export() {
     assert!(root < first_tracer, "the whole trace was exported before the slow tracer's first answer: {names:?}");
     assert_eq!(names.iter().filter(|n| n.starts_with("link ")).count(), 3);
 }
+
+#[test]
+fn postgres_audit_trail_survives_a_server_restart_with_nothing_lost() {
+    let redis = RedisServer::start();
+    let rx = Receiver::start(vec![]);
+    let pg = crate::support::postgres::Postgres::start();
+    let tracers = format!("  db:\n    module: postgres\n    options: {{url: \"{}\", table: audit.vcon_events_test, initial_backoff_ms: 100, max_backoff_ms: 500, max_attempts: 1000}}\n", pg.url());
+    // The schema must exist; the table is created by the tracer.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        c.batch_execute("CREATE SCHEMA audit").await.unwrap();
+    });
+    let bridge = Bridge::run(&cfg(&redis, &rx, &tracers));
+    let count = || pg.query_count("SELECT count(*) FROM audit.vcon_events_test");
+    run_with_snapshots(&redis, "r1", "u1", None);
+    assert!(wait_until(T, || count() == 4), "{}", bridge.output());
+    pg.restart();
+    run_with_snapshots(&redis, "r2", "u2", None);
+    assert!(wait_until(T, || count() == 8), "{}", bridge.output());
+    assert_eq!(pg.query_count("SELECT count(DISTINCT record_id) FROM audit.vcon_events_test"), 8);
+    assert_eq!(pg.query_count("SELECT count(*) FROM audit.vcon_events_test WHERE content_sha256 IS NOT NULL AND event = 'link_complete'"), 6);
+    assert!(wait_until(T, || bridge.metric_value(&["vcon_otel_tracer_calls_total{", "tracer=\"db\"", "outcome=\"ok\""]).unwrap_or(0.0) >= 2.0));
+}
+
+#[test]
+fn a_table_name_that_is_not_an_identifier_is_refused_by_check_config() {
+    let dir = crate::support::temp_dir();
+    let f = dir.path().join("c.yml");
+    std::fs::write(&f, "export: {endpoint: \"http://x:4317\"}\ntracers:\n  db:\n    module: postgres\n    options: {url: \"postgres://x\", table: \"t; DROP TABLE x\"}\n").unwrap();
+    let out = std::process::Command::new(crate::support::bridge::binary()).args(["check-config", f.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tracers.db.options: table \"t; DROP TABLE x\" is not an identifier"));
+}

@@ -7,6 +7,7 @@
 pub mod bridge;
 pub mod http;
 pub mod otlp;
+pub mod postgres;
 pub mod redis;
 pub mod rotel;
 

@@ -1,0 +1,146 @@
+//! `postgres`: the seeds' database audit trail — one row per event in a PostgreSQL table that is
+//! created if missing. Statements are parameterized; the table name is validated as an identifier
+//! (`[A-Za-z_][A-Za-z0-9_]*`, optionally `schema.table`) and quoted, never interpolated raw. Rows are
+//! written in batches (one transaction per batch, a multi-row INSERT), idempotent on redelivery
+//! (`record_id` is unique: `{run}:{seq}`). A lost connection (server restart) is a retryable failure:
+//! the next attempt reconnects, and the entries stay unacknowledged until the batch is committed.
+
+use super::{Delivered, Step, TracerError};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `postgres://user:password@host:port/database` (or `url_env` naming a variable holding it).
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default = "default_table")]
+    pub table: String,
+}
+
+fn default_table() -> String {
+    "vcon_events".into()
+}
+
+/// Whether `t` is a plain identifier or `schema.table` of plain identifiers.
+pub fn valid_table(t: &str) -> bool {
+    let ident = |s: &str| {
+        let mut c = s.chars();
+        matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_') && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_') && s.len() <= 63
+    };
+    let parts: Vec<&str> = t.split('.').collect();
+    (parts.len() == 1 || parts.len() == 2) && parts.iter().all(|p| ident(p))
+}
+
+pub struct Postgres {
+    url: String,
+    table: String,
+    client: Option<tokio_postgres::Client>,
+}
+
+impl Postgres {
+    pub fn new(cfg: Config) -> Result<Postgres, String> {
+        let url = cfg.url.clone().or_else(|| cfg.url_env.as_ref().and_then(|v| std::env::var(v).ok())).ok_or("url (or url_env) is required")?;
+        if !valid_table(&cfg.table) {
+            return Err(format!("table {:?} is not an identifier (letters, digits, _; optionally schema.table)", cfg.table));
+        }
+        let table = cfg.table.split('.').map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(".");
+        Ok(Postgres { url, table, client: None })
+    }
+
+    async fn client(&mut self) -> Result<&tokio_postgres::Client, TracerError> {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| TracerError::Retryable { detail: format!("connect to PostgreSQL: {e}"), delay: None })?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let ddl = format!(
+                "CREATE TABLE IF NOT EXISTS {} (id BIGSERIAL PRIMARY KEY, record_id TEXT NOT NULL UNIQUE, vcon_uuid TEXT NOT NULL, \
+                 run TEXT NOT NULL, event TEXT NOT NULL, chain TEXT, link TEXT, link_index INTEGER, ts TIMESTAMPTZ NOT NULL, \
+                 content_sha256 TEXT, metadata JSONB NOT NULL)",
+                self.table
+            );
+            client.batch_execute(&ddl).await.map_err(|e| classify(&e, "CREATE TABLE"))?;
+            self.client = Some(client);
+        }
+        Ok(self.client.as_ref().expect("connected above"))
+    }
+
+    /// Writes one row per step in one transaction.
+    pub async fn handle_batch(&mut self, steps: &[Step<'_>]) -> Result<Delivered, TracerError> {
+        if steps.is_empty() {
+            return Ok(Delivered { skipped: true, ..Default::default() });
+        }
+        let table = self.table.clone();
+        let rows: Vec<(String, String, String, String, Option<String>, Option<String>, Option<i32>, std::time::SystemTime, Option<String>, serde_json::Value)> = steps
+            .iter()
+            .map(|s| {
+                let r = s.record;
+                (
+                    format!("{}:{}", r.run, r.seq.unwrap_or(r.ts_ns)),
+                    r.vcon_uuid.clone(),
+                    r.run.clone(),
+                    super::webhook::Webhook::event_type(s).to_string(),
+                    s.chain.map(str::to_string),
+                    r.link_name().map(str::to_string),
+                    r.link_index.map(|i| i as i32),
+                    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(r.ts_ns),
+                    s.hash.map(|h| h.sha256_hex.clone()),
+                    serde_json::json!({"source": "vcon-otel", "in_vcon_uuid": r.in_vcon_uuid, "out_vcon_uuid": r.out_vcon_uuid,
+                        "error": r.error.as_ref().map(|e| e.error_type.clone())}),
+                )
+            })
+            .collect();
+        let client = self.client().await?;
+        let mut sql = format!("INSERT INTO {table} (record_id, vcon_uuid, run, event, chain, link, link_index, ts, content_sha256, metadata) VALUES ");
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let b = i * 10;
+            sql.push_str(&format!(
+                "{}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                if i > 0 { ", " } else { "" },
+                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10
+            ));
+            params.extend([&row.0 as &(dyn tokio_postgres::types::ToSql + Sync), &row.1, &row.2, &row.3, &row.4, &row.5, &row.6, &row.7, &row.8, &row.9]);
+        }
+        sql.push_str(" ON CONFLICT (record_id) DO NOTHING");
+        let result = client.execute(sql.as_str(), &params).await;
+        match result {
+            Ok(n) => Ok(Delivered { attributes: vec![("db.rows_inserted".into(), n.to_string())], skipped: false }),
+            Err(e) => {
+                let err = classify(&e, "INSERT");
+                self.client = None;
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Connection problems and server shutdowns are retryable; constraint or syntax errors are not.
+fn classify(e: &tokio_postgres::Error, what: &str) -> TracerError {
+    let retryable = e.is_closed()
+        || e.as_db_error().is_none()
+        || e.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57") || c.code().starts_with("53"));
+    if retryable {
+        TracerError::Retryable { detail: format!("{what}: {e}"), delay: None }
+    } else {
+        TracerError::Permanent { detail: format!("{what}: {e}") }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_identifiers_are_accepted_as_table_names() {
+        for ok in ["vcon_events", "audit.vcon_events", "_t1"] {
+            assert!(super::valid_table(ok), "{ok}");
+        }
+        for bad in ["vcon events", "t; DROP TABLE x", "1t", "a.b.c", "\"t\"", ""] {
+            assert!(!super::valid_table(bad), "{bad}");
+        }
+    }
+}
