@@ -89,7 +89,7 @@ struct Worker {
 impl Worker {
     async fn emit(&self, record: Value) -> bool {
         let id = format!("demo-{}", self.ids.fetch_add(1, Ordering::SeqCst));
-        self.tx.send(Entry { id, payload: Some(record.to_string().into_bytes()), prev_run: None }).await.is_ok()
+        self.tx.send(Entry { id, payload: Some(record.to_string().into_bytes()) }).await.is_ok()
     }
 
     /// One vCon through its chains; false when the pipeline is gone. Now and then a misbehaving

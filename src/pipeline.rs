@@ -87,12 +87,7 @@ pub async fn assemble_stage(
 
 fn decode(e: &Entry, metrics: &Metrics, source: &'static str) -> Result<event::Record, event::Rejection> {
     let result = match &e.payload {
-        Some(p) => event::decode(p).map(|mut r| {
-            if r.prev_run.is_none() {
-                r.prev_run = e.prev_run.as_deref().and_then(prev_run_field);
-            }
-            r
-        }),
+        Some(p) => event::decode(p),
         None => Err(event::Rejection {
             reason: event::Reason::MissingPayload,
             detail: "stream entry has no field \"r\" holding the record".into(),
@@ -107,13 +102,6 @@ fn decode(e: &Entry, metrics: &Metrics, source: &'static str) -> Result<event::R
         }
     }
     result
-}
-
-/// Field `p` of a stream entry: `{"vcon_uuid": ..., "run": ...}`; ignored (logged) when malformed.
-fn prev_run_field(bytes: &[u8]) -> Option<event::RunRef> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let r = event::RunRef { vcon_uuid: v.get("vcon_uuid")?.as_str()?.to_string(), run: v.get("run")?.as_str()?.to_string() };
-    Some(r)
 }
 
 async fn close_idle(asm: &mut Assembler, redis: Option<&mut RedisSide>) -> Vec<Output> {

@@ -23,14 +23,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// One entry read from the stream: its ID, the bytes of field `r` (the record; None when absent)
-/// and of field `p` (the previous run of the vCon, `{"vcon_uuid", "run"}`, which the Python
-/// producer's script adds server-side in the same round trip; see docs/conserver.md).
+/// One entry read from the stream: its ID and the bytes of field `r` (the record; None when absent).
 #[derive(Debug, Default)]
 pub struct Entry {
     pub id: EntryId,
     pub payload: Option<Vec<u8>>,
-    pub prev_run: Option<Vec<u8>>,
 }
 
 /// Entries read and not yet acknowledged by this process (shared by reader and acker).
@@ -59,13 +56,12 @@ pub fn entries(reply: StreamReadReply) -> Vec<Entry> {
 }
 
 fn to_entry(mut id: redis::streams::StreamId) -> Entry {
-    let mut field = |name: &str| match id.map.remove(name) {
+    let payload = match id.map.remove("r") {
         Some(Value::BulkString(b)) => Some(b),
         Some(Value::SimpleString(s)) => Some(s.into_bytes()),
         _ => None,
     };
-    let (payload, prev_run) = (field("r"), field("p"));
-    Entry { id: id.id, payload, prev_run }
+    Entry { id: id.id, payload }
 }
 
 /// Reads until `stop` turns true or the channel closes.
