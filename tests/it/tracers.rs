@@ -83,12 +83,20 @@ fn jlinc_speaks_the_data_store_api_as_upstream_in_both_sender_modes() {
         let redis = RedisServer::start();
         let rx = Receiver::start(vec![]);
         let store = jlinc_store();
-        // One 500 and one timeout-free retry on the first event: retried, delivered once.
-        store.script("/api/v1/data/event/produce", vec![Reply::json(500, json!({"error": "busy"}))]);
-        let bridge = Bridge::run(&cfg(&redis, &rx, &jlinc_cfg(&store, &format!(", sender_mode: {mode}"))));
+        // A 500, then an answer slower than timeout_secs, on the first event: both retried, the
+        // event is delivered once.
+        store.script(
+            "/api/v1/data/event/produce",
+            vec![Reply::json(500, json!({"error": "busy"})), Reply { delay: Duration::from_secs(3), ..Reply::json(200, json!({"created": {"eventId": "late"}})) }],
+        );
+        let bridge = Bridge::run(&cfg(&redis, &rx, &jlinc_cfg(&store, &format!(", sender_mode: {mode}, timeout_secs: 1"))));
         let hashes = run_with_snapshots(&redis, "r1", "u1", None);
-        assert!(wait_until(T, || produced(&store).len() == 4), "{mode}: {}", bridge.output());
-        let events = produced(&store);
+        // The late answer counts as a request the server saw (status 200) but the tracer gave up on.
+        assert!(wait_until(T, || produced(&store).len() == 5), "{mode}: {}", bridge.output());
+        let mut events = produced(&store);
+        assert_eq!(events[0], events[1], "the timed-out event is sent again unchanged");
+        events.remove(0);
+        assert!(bridge.metric_value(&["vcon_otel_tracer_calls_total{", "tracer=\"jl\"", "outcome=\"timeout\""]) == Some(1.0), "{}", bridge.metrics_text());
         let ent = |s: &str| format!("vcon_test-{s}@jlinc.example");
         let recipients = ["transcribe", "summarize_v2", "tag", "system"];
         for (i, e) in events.iter().enumerate() {
