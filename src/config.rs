@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(deserialize_with = "nullable")]
     pub conserver: RawConserver,
+    #[serde(deserialize_with = "nullable")]
+    pub compliance: RawCompliance,
     /// Seconds to drain and flush after SIGINT/SIGTERM before giving up (unacked entries stay pending).
     pub shutdown_grace_secs: Option<u64>,
     /// Hosted tracer modules, in the conserver's shape: `{NAME: {module: ..., options: {...}}}`.
@@ -162,6 +164,14 @@ pub struct RawMetrics {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct RawCompliance {
+    /// Also put the vCon spec's `sha512-<base64url>` token of the canonical bytes on spans
+    /// (`vcon.hash.sha512`). SHA-512 in software halves hashing throughput.
+    pub sha512_token: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawConserver {
     /// The conserver's own `config.yml`: names chains from their link lists, knows link modules.
     pub config_file: Option<PathBuf>,
@@ -239,6 +249,8 @@ pub struct Config {
     pub audit_log_name: Option<String>,
     /// The other hosted tracers.
     pub hosted: Vec<HostedConfig>,
+    /// Put the sha512 token on spans too.
+    pub sha512_token: bool,
 }
 
 /// A hosted tracer after validation (built into a running module by `pipeline`).
@@ -518,6 +530,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             audit_log,
             audit_log_name,
             hosted,
+            sha512_token: raw.compliance.sha512_token,
         })
     } else {
         Err(Problems(p))

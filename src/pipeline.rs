@@ -32,6 +32,8 @@ pub struct Health {
 pub struct RedisSide {
     pub conn: ConnectionManager,
     pub dead: RedisDeadLetters,
+    /// Compute the sha512 token of snapshots too.
+    pub sha512_token: bool,
 }
 
 /// Decodes, enriches and assembles; closes idle runs once a second.
@@ -54,7 +56,7 @@ pub async fn assemble_stage(
                 match decode(&e, &metrics, source) {
                     Ok(record) => {
                         let hash = match (&record.compliance, redis.as_mut()) {
-                            (Some(Compliance::Snapshot(key)), Some(r)) => snapshot_hash(&mut r.conn, key).await,
+                            (Some(Compliance::Snapshot(key)), Some(r)) => snapshot_hash(&mut r.conn, key, r.sha512_token).await,
                             _ => assemble::inline_hash(&record),
                         };
                         for o in asm.accept(Enriched { record, hash }, e.id, Instant::now()) {
@@ -131,10 +133,10 @@ async fn close_idle(asm: &mut Assembler, redis: Option<&mut RedisSide>) -> Vec<O
 }
 
 /// Reads a compliance snapshot and hashes it; None (logged) when it is gone or unreadable.
-async fn snapshot_hash(conn: &mut ConnectionManager, key: &str) -> Option<StepHash> {
+async fn snapshot_hash(conn: &mut ConnectionManager, key: &str, sha512: bool) -> Option<StepHash> {
     let text: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("JSON.GET").arg(key).query_async(conn).await;
     match text {
-        Ok(Some(bytes)) => match step_hash(&bytes) {
+        Ok(Some(bytes)) => match step_hash(&bytes, sha512) {
             Ok(h) => Some(h),
             Err(e) => {
                 tracing::warn!(key, error = %e, "compliance snapshot is not a valid vCon document; no hash on this span");
@@ -153,8 +155,8 @@ async fn snapshot_hash(conn: &mut ConnectionManager, key: &str) -> Option<StepHa
 }
 
 /// `Vcon.hash` of a stored vCon document, as span attributes.
-fn step_hash(bytes: &[u8]) -> Result<StepHash, crate::compliance::HashError> {
-    let h = crate::compliance::vcon_hash(bytes)?;
+fn step_hash(bytes: &[u8], sha512: bool) -> Result<StepHash, crate::compliance::HashError> {
+    let h = if sha512 { crate::compliance::vcon_hash_with_sha512(bytes)? } else { crate::compliance::vcon_hash(bytes)? };
     Ok(StepHash { sha256_hex: h.sha256_hex, sha512_token: h.sha512_token, counts: Some(h.counts) })
 }
 
@@ -247,7 +249,7 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
         out_tx,
         ack_tx.clone(),
         asm,
-        Some(RedisSide { conn: conn.clone(), dead: dead.clone() }),
+        Some(RedisSide { conn: conn.clone(), dead: dead.clone(), sha512_token: config.sha512_token }),
         "stream",
         metrics.clone(),
     ));

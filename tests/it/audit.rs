@@ -23,7 +23,7 @@ fn audit_log_records_every_step_and_verify_catches_tampering() {
     let dir = crate::support::temp_dir();
     let log = dir.path().join("audit.jsonl");
     let cfg = format!(
-        "redis: {{url: \"{}\"}}\nexport: {{endpoint: \"{}\", max_batch_delay_ms: 50}}\nstream: {{consumer: audit, block_ms: 200}}\ntracers:\n  audit:\n    module: audit_log\n    options: {{path: \"{}\", retention_policy: 7_years}}\n",
+        "redis: {{url: \"{}\"}}\nexport: {{endpoint: \"{}\", max_batch_delay_ms: 50}}\nstream: {{consumer: audit, block_ms: 200}}\ncompliance: {{sha512_token: true}}\ntracers:\n  audit:\n    module: audit_log\n    options: {{path: \"{}\", retention_policy: 7_years}}\n",
         redis.url(),
         rx.grpc_endpoint(),
         log.display()
@@ -45,6 +45,8 @@ fn audit_log_records_every_step_and_verify_catches_tampering() {
     assert_eq!(events, ["chain_start", "link", "link", "link", "chain_end"]);
     assert!(!text.contains("+15555550100"), "no party identifier in the audit log");
     let root = rx.spans().into_iter().find(|s| s.span.parent_span_id.is_empty()).unwrap();
+    let link = rx.spans().into_iter().find(|s| s.span.name == "link tag").unwrap();
+    assert!(link.attr("vcon.hash.sha512").is_some_and(|t| t.starts_with("sha512-") && t.len() == 93), "the sha512 token is on spans when configured");
     assert_eq!(root.attr("vcon.hash.chain").as_deref(), lines.last().unwrap()["chain"].as_str());
 
     // The vCon as stored now, as a file.
