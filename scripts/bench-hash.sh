@@ -6,6 +6,7 @@
 # Each figure is the median of 5 runs; ratios are computed from the medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tgt="${CARGO_TARGET_DIR:-target}"
 PY=${VCON_OTEL_PYTHON:-python3}
 cargo build --release --quiet --example hash_bench
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
@@ -29,7 +30,7 @@ printf '| vCon | rust MB/s | python MB/s | sha256sum MB/s | rust/python | sha256
 for name in 100k 5m; do
   f="$work/$name.json"; bytes=$(stat -c %s "$f")
   n=$([ "$name" = 100k ] && echo 400 || echo 10)
-  for _ in 1 2 3 4 5; do target/release/examples/hash_bench "$f" "$n" | cut -d' ' -f1; done | median > "$work/rust"
+  for _ in 1 2 3 4 5; do "$tgt"/release/examples/hash_bench "$f" "$n" | cut -d' ' -f1; done | median > "$work/rust"
   for _ in 1 2 3 4 5; do "$PY" - "$f" "$n" <<'PYH'
 import sys, time, json, hashlib, os
 sys.path.insert(0, "scripts")

@@ -11,6 +11,7 @@
 # Usage: scripts/bench-pipeline.sh [RECORDS=200000] [RUNS=5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tgt="${CARGO_TARGET_DIR:-target}"
 RECORDS=${1:-200000}
 RUNS=${2:-5}
 CACHE=${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}
@@ -21,7 +22,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 work=$(mktemp -d)
 rport=$(free_port); sport=$(free_port); aport=$(free_port)
 "$REDIS_SERVER" --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --daemonize yes --logfile "$work/redis.log" --pidfile "$work/redis.pid"
-target/release/examples/otlp_sink "127.0.0.1:$sport" > "$work/sink.log" 2>&1 &
+"$tgt"/release/examples/otlp_sink "127.0.0.1:$sport" > "$work/sink.log" 2>&1 &
 sink=$!
 cleanup() { kill "$sink" 2>/dev/null || true; kill "$(cat "$work/redis.pid")" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -44,12 +45,12 @@ printf '%-4s %14s %14s %12s %10s\n' run bridge_ev/s baseline_ev/s ratio peak_rss
 results=()
 for i in $(seq 1 "$RUNS"); do
   cli FLUSHALL >/dev/null
-  target/release/examples/fill_stream "redis://127.0.0.1:$rport" vcon_otel:events "$RECORDS" >/dev/null
+  "$tgt"/release/examples/fill_stream "redis://127.0.0.1:$rport" vcon_otel:events "$RECORDS" >/dev/null
   t0=$(now)
-  taskset -c 0 target/release/examples/drain_stream "redis://127.0.0.1:$rport" vcon_otel:events >/dev/null
+  taskset -c 0 "$tgt"/release/examples/drain_stream "redis://127.0.0.1:$rport" vcon_otel:events >/dev/null
   base=$(python3 -c "print($RECORDS/($(now)-$t0))")
   t0=$(now)
-  taskset -c 0 /usr/bin/time -v -o "$work/time.txt" target/release/vcon-otel run --config "$work/bridge.yml" > "$work/bridge.log" 2>&1 &
+  taskset -c 0 /usr/bin/time -v -o "$work/time.txt" "$tgt"/release/vcon-otel run --config "$work/bridge.yml" > "$work/bridge.log" 2>&1 &
   pid=$!
   until drained vcon-otel 2>/dev/null; do sleep 0.05; done
   t1=$(now)

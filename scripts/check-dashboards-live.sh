@@ -6,6 +6,7 @@
 # the bridge exported (printed by the demo's terminal view).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tgt="${CARGO_TARGET_DIR:-target}"
 : "${VCON_OTEL_PROMETHEUS:?run scripts/test.sh (it installs prometheus)}"
 cargo build --release --quiet --bin vcon-otel --example otlp_sink
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -13,8 +14,8 @@ work=$(mktemp -d); dport=$(free_port); pport=$(free_port); sport=$(free_port)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-target/release/examples/otlp_sink "127.0.0.1:$sport" > "$work/sink.log" 2>&1 & pids+=($!)
-OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sport" target/release/vcon-otel demo --admin-addr "127.0.0.1:$dport" --workers 4 --pace-ms 20 --idle-timeout-secs 2 > "$work/demo.out" 2> "$work/demo.err" & pids+=($!)
+"$tgt"/release/examples/otlp_sink "127.0.0.1:$sport" > "$work/sink.log" 2>&1 & pids+=($!)
+OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sport" "$tgt"/release/vcon-otel demo --admin-addr "127.0.0.1:$dport" --workers 4 --pace-ms 20 --idle-timeout-secs 2 > "$work/demo.out" 2> "$work/demo.err" & pids+=($!)
 cat > "$work/prometheus.yml" <<YML
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:

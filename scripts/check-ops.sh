@@ -77,10 +77,11 @@ for name, s in services.items():
 if problems:
     sys.exit("\n".join(problems))
 PY
-if [ -x target/release/vcon-otel ]; then
-  check "config/compose/vcon-otel.yml passes vcon-otel check-config" target/release/vcon-otel check-config config/compose/vcon-otel.yml
-  check "config/vcon-otel.yml passes vcon-otel check-config" env OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317 target/release/vcon-otel check-config config/vcon-otel.yml
-  check "every panel query returns data from a real Prometheus scraping the demo" bash scripts/check-dashboards-live.sh
-fi
+# The bridge binary (built here if needed: the test command builds it first, so this is cached).
+cargo build --release --quiet --bin vcon-otel
+bin="${CARGO_TARGET_DIR:-target}/release/vcon-otel"
+check "config/compose/vcon-otel.yml passes vcon-otel check-config" "$bin" check-config config/compose/vcon-otel.yml
+check "config/vcon-otel.yml passes vcon-otel check-config" env OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317 "$bin" check-config config/vcon-otel.yml
+check "every panel query returns data from a real Prometheus scraping the demo" bash scripts/check-dashboards-live.sh
 echo "check-ops: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
