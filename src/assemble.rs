@@ -165,11 +165,6 @@ impl Assembler {
         self.runs.len()
     }
 
-    /// Entries held by open runs (their idle time in Redis is refreshed so no other replica claims them).
-    pub fn held_entries(&self) -> impl Iterator<Item = &EntryId> {
-        self.runs.values().flat_map(|r| r.held.iter())
-    }
-
     /// Takes one decoded record read from `entry`; returns the spans it completes.
     pub fn accept(&mut self, input: Enriched, entry: EntryId, now: Instant) -> Vec<Output> {
         let Enriched { record: r, hash } = input;
@@ -319,8 +314,8 @@ impl Assembler {
         expired
     }
 
-    /// Every open run, for a final flush on shutdown is *not* done: open runs stay pending in Redis
-    /// and are rebuilt on restart. Used by the demo, which has no Redis, to close what is left.
+    /// Removes every open run. Not used on shutdown of `run` (open runs stay pending in Redis and are
+    /// rebuilt on restart); the demo, which has no Redis, closes what is left with it.
     pub fn drain_all(&mut self) -> Vec<OpenRun> {
         let all: Vec<OpenRun> = self.runs.drain().map(|(_, r)| r).collect();
         self.metrics.open_runs.set(0);

@@ -66,10 +66,6 @@ impl AuditLog {
         Ok(AuditLog { settings, file, size })
     }
 
-    pub fn retention_policy(&self) -> &str {
-        &self.settings.retention_policy
-    }
-
     /// Appends the records and fsyncs; rotates first when they would not fit.
     pub fn append_batch(&mut self, records: &[AuditRecord]) -> io::Result<()> {
         if records.is_empty() {
