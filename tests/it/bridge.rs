@@ -343,6 +343,12 @@ fn http_ingest_checks_the_token_and_the_records_then_makes_them_durable() {
     assert_eq!((status, body.as_str()), (202, r#"{"accepted":4}"#));
     assert!(rx.wait_for_spans(4, T), "{}", bridge.output());
     assert_eq!(bridge.metric_value(&["vcon_otel_http_requests_total{", "status=\"401\""]), Some(2.0));
+    // Redis gone: the records cannot be made durable, so the answer is 503, not 202.
+    let mut redis = redis;
+    redis.stop();
+    let (status, body) = post(port, Some(token), &batch);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("retry later"), "{body}");
 }
 
 #[test]
