@@ -387,3 +387,18 @@ fn demo_runs_without_outside_services_and_serves_metrics() {
     assert!(text.matches("\ntrace ").count() + text.starts_with("trace ") as usize >= 6, "{text}");
     assert!(text.contains("chain transcription") && text.contains("link transcribe"), "{text}");
 }
+
+#[test]
+fn export_over_tls_with_a_private_ca_and_custom_headers() {
+    let redis = RedisServer::start();
+    let dir = crate::support::temp_dir();
+    let (ca, cert, key) = crate::support::otlp::make_tls_files(dir.path());
+    let rx = Receiver::start_tls(&cert, &key);
+    push(&redis, &three_link_run("t1", "u1"));
+    let cfg = config_with(&redis, &rx.grpcs_endpoint(), "grpc", &format!("max_batch_delay_ms: 50, tls: {{ca_file: \"{}\"}}, headers: {{x-scope-orgid: tenant-1}}", ca.display()), "");
+    let bridge = Bridge::run(&cfg);
+    assert!(rx.wait_for_spans(4, T), "{}", bridge.output());
+    assert!(wait_until(T, || drained(&redis)));
+    let md = rx.metadata("x-scope-orgid");
+    assert!(!md.is_empty() && md.iter().all(|v| v.as_deref() == Some("tenant-1")), "{md:?}");
+}

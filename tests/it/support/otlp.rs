@@ -31,6 +31,8 @@ struct State {
     script: VecDeque<Answer>,
     accepted: Vec<ExportTraceServiceRequest>,
     answered: Vec<&'static str>,
+    /// gRPC request metadata (ASCII entries), per request.
+    metadata: Vec<Vec<(String, String)>>,
 }
 
 impl State {
@@ -88,6 +90,15 @@ struct Grpc(Arc<Mutex<State>>);
 #[tonic::async_trait]
 impl TraceService for Grpc {
     async fn export(&self, req: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let md: Vec<(String, String)> = req
+            .metadata()
+            .iter()
+            .filter_map(|kv| match kv {
+                tonic::metadata::KeyAndValueRef::Ascii(k, v) => Some((k.to_string(), v.to_str().unwrap_or("").to_string())),
+                _ => None,
+            })
+            .collect();
+        self.0.lock().unwrap().metadata.push(md);
         let answer = self.0.lock().unwrap().next(req.into_inner());
         match answer {
             Answer::Ok => Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None })),
@@ -180,7 +191,44 @@ async fn http_export(
     }
 }
 
+/// A CA and a server certificate for 127.0.0.1 signed by it (PEM files in `dir`), made with openssl.
+pub fn make_tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=vcon-otel test CA"]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+}
+
 impl Receiver {
+    /// A gRPC receiver speaking TLS with the given server certificate and key (PEM).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Receiver {
+        let identity = tonic::transport::Identity::from_pem(std::fs::read(cert).unwrap(), std::fs::read(key).unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let grpc_port = free_port();
+        let s1 = state.clone();
+        rt.spawn(async move {
+            tonic::transport::Server::builder()
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .expect("TLS config")
+                .add_service(TraceServiceServer::new(Grpc(s1)))
+                .serve(([127, 0, 0, 1], grpc_port).into())
+                .await
+                .expect("gRPC TLS receiver");
+        });
+        assert!(super::wait_until(Duration::from_secs(5), || std::net::TcpStream::connect(("127.0.0.1", grpc_port)).is_ok()));
+        Receiver { state, grpc_port, http_port: 0, _rt: rt }
+    }
+
+    pub fn grpcs_endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.grpc_port)
+    }
+
     pub fn start(script: Vec<Answer>) -> Receiver {
         let state = Arc::new(Mutex::new(State { script: script.into(), ..Default::default() }));
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
@@ -236,6 +284,11 @@ impl Receiver {
                 })
             })
             .collect()
+    }
+
+    /// The value of a gRPC metadata entry in every request so far.
+    pub fn metadata(&self, key: &str) -> Vec<Option<String>> {
+        self.state.lock().unwrap().metadata.iter().map(|m| m.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())).collect()
     }
 
     /// The answer given to each request so far (`ok`, `partial`, `unavailable`, …).
