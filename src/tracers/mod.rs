@@ -87,7 +87,7 @@ impl Module {
     /// exactly one step.
     pub async fn handle(&mut self, steps: &[Step<'_>]) -> Result<Delivered, TracerError> {
         match self {
-            Module::Webhook(t) => t.handle(&steps[0]).await,
+            Module::Webhook(t) => t.handle(steps).await,
             Module::Statsd(t) => t.handle(&steps[0]).await,
             Module::Jlinc(t) => t.handle(&steps[0]).await,
             Module::Postgres(t) => t.handle_batch(steps).await,
@@ -96,7 +96,11 @@ impl Module {
 
     /// Whether the module writes all the entries of one read in one invocation.
     pub fn batches(&self) -> bool {
-        matches!(self, Module::Postgres(_))
+        match self {
+            Module::Postgres(_) => true,
+            Module::Webhook(w) => w.batches(),
+            _ => false,
+        }
     }
 
     /// Whether the module needs the stored vCon text (not just its hash).

@@ -17,6 +17,10 @@ pub struct Config {
     pub api_key_env: Option<String>,
     #[serde(default = "default_system")]
     pub system_id: String,
+    /// `false` (default): one request per record, body = the record. `true`: one request per read
+    /// of the stream (up to 64 records), body = a JSON array of records.
+    #[serde(default)]
+    pub batch: bool,
 }
 
 fn default_system() -> String {
@@ -46,14 +50,18 @@ impl Webhook {
         }
     }
 
-    pub async fn handle(&mut self, step: &Step<'_>) -> Result<Delivered, TracerError> {
+    pub fn batches(&self) -> bool {
+        self.cfg.batch
+    }
+
+    fn body(&self, step: &Step<'_>) -> serde_json::Value {
         let r = step.record;
         let entity = match r.event {
             EventKind::TracerCall => r.in_vcon_uuid.clone(),
             _ => r.out_vcon_uuid.clone(),
         }
         .unwrap_or_else(|| r.vcon_uuid.clone());
-        let body = json!({
+        json!({
             "system_id": self.cfg.system_id,
             "entity_id": entity,
             "entity_type": "vcon",
@@ -64,7 +72,16 @@ impl Webhook {
             "link": r.link_name(),
             "link_index": r.link_index,
             "hashes": step.hash.map(|h| json!({"vcon_sha256": h.sha256_hex})),
-        });
+        })
+    }
+
+    /// One request: the record, or (with `batch`) an array of the records.
+    pub async fn handle(&mut self, steps: &[Step<'_>]) -> Result<Delivered, TracerError> {
+        let body = if self.cfg.batch {
+            serde_json::Value::Array(steps.iter().map(|s| self.body(s)).collect())
+        } else {
+            self.body(&steps[0])
+        };
         let mut req = self.http.post(&self.cfg.url).json(&body);
         if let Some(k) = &self.key {
             req = req.bearer_auth(k);

@@ -237,3 +237,25 @@ fn a_table_name_that_is_not_an_identifier_is_refused_by_check_config() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tracers.db.options: table \"t; DROP TABLE x\" is not an identifier"));
 }
+
+#[test]
+fn webhook_batching_sends_an_array_per_read() {
+    let redis = RedisServer::start();
+    let rx = Receiver::start(vec![]);
+    let hook = Server::start(|path, _| (path == "/batch").then(|| Reply::json(200, json!({}))));
+    let bridge = Bridge::run(&cfg(&redis, &rx, &format!("  b:\n    module: webhook\n    options: {{url: \"{}/batch\", batch: true}}\n", hook.url())));
+    // Written in one pipeline, so a read sees several of them at once.
+    let mut conn = redis.conn();
+    let mut pipe = redis::pipe();
+    for (i, seq) in (-1i64..3).zip(0u64..) {
+        let r = json!({"v": 1, "event": "tracer_call", "run": "r1", "vcon_uuid": "u1", "ts_ns": 2000 + seq, "seq": seq,
+            "links": ["a", "b", "c"], "link_index": i, "tracer": "otel", "in_vcon_uuid": "u1", "out_vcon_uuid": "u1"});
+        pipe.cmd("XADD").arg("vcon_otel:events").arg("*").arg("r").arg(r.to_string()).ignore();
+    }
+    let _: () = pipe.query(&mut conn).unwrap();
+    assert!(wait_until(T, || hook.requests().iter().map(|r| r.body.as_array().map_or(0, Vec::len)).sum::<usize>() == 4), "{}", bridge.output());
+    let reqs = hook.requests();
+    assert!(reqs.len() < 4, "records were batched: {} requests", reqs.len());
+    let indexes: Vec<i64> = reqs.iter().flat_map(|r| r.body.as_array().unwrap().iter().map(|b| b["link_index"].as_i64().unwrap())).collect();
+    assert_eq!(indexes, [-1, 0, 1, 2]);
+}
