@@ -43,15 +43,11 @@ PY
 check "dashboards match Grafana's schema types (tsc --strict)" bash -c "cd '$work' && node_modules/.bin/tsc --noEmit --strict --skipLibCheck $(cd dashboards && ls *.json | sed 's/json$/ts/' | tr '\n' ' ')"
 check "the schema check rejects an unknown key (self-check)" bash -c "cd '$work' && ! node_modules/.bin/tsc --noEmit --strict --skipLibCheck negative.ts"
 python3 - "$work/panels.rules.yml" <<'PY'
-import glob, json, sys
-rules = []
-for f in sorted(glob.glob("dashboards/*.json")):
-    for p in json.load(open(f))["panels"]:
-        for t in p.get("targets", []):
-            expr = t["expr"]
-            for var, val in [("$__rate_interval", "1m"), ("$tracer", ".*"), ("$side", ".*"), ("$chain", ".*"), ("$link", ".*")]:
-                expr = expr.replace(var, val)
-            rules.append({"record": "panel:%s:%d:%s" % (f.split("/")[-1][:-5].replace("-", "_"), p["id"], t["refId"]), "expr": expr})
+import json, sys
+sys.path.insert(0, "scripts/ops")
+from panel_queries import panel_queries
+rules = [{"record": "panel:%s:%d:%s" % (f[:-5].replace("-", "_"), p["id"], t["refId"]), "expr": expr}
+         for f, p, t, expr in panel_queries("1m")]
 open(sys.argv[1], "w").write(json.dumps({"groups": [{"name": "panels", "rules": rules}]}))
 PY
 check "every panel query is valid PromQL" "$VCON_OTEL_PROMTOOL" check rules "$work/panels.rules.yml"

@@ -268,23 +268,25 @@ pub struct RedisDeadLetters {
 impl RedisDeadLetters {
     /// Dead-letters one record that failed to decode.
     pub async fn decode_rejected(&mut self, entry: &EntryId, payload: Option<&[u8]>, why: &Rejection) {
+        self.write("decode", why.reason.as_str(), &why.detail, entry, payload.unwrap_or_default()).await;
+    }
+
+    /// Appends one dead letter (fields `stage`, `reason`, `detail`, `source_id`, `r`), retrying until
+    /// Redis takes it.
+    async fn write(&mut self, stage: &'static str, reason: &str, detail: &str, source_id: &str, payload: &[u8]) {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&self.stream.dead_letter_key)
             .arg("*")
             .arg("stage")
-            .arg("decode")
+            .arg(stage)
             .arg("reason")
-            .arg(why.reason.as_str())
+            .arg(reason)
             .arg("detail")
-            .arg(&why.detail)
+            .arg(detail)
             .arg("source_id")
-            .arg(entry)
+            .arg(source_id)
             .arg("r")
-            .arg(payload.unwrap_or_default());
-        self.write(cmd, "decode").await;
-    }
-
-    async fn write(&mut self, cmd: redis::Cmd, stage: &'static str) {
+            .arg(payload);
         let mut wait = Duration::from_millis(100);
         loop {
             match cmd.query_async::<Value>(&mut self.conn).await {
@@ -318,20 +320,7 @@ impl RedisDeadLetters {
                 .and_then(|r| r.into_iter().next())
                 .and_then(|(_, fields)| fields.into_iter().find(|(k, _)| k == "r").map(|(_, v)| v))
                 .unwrap_or_default();
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg(&self.stream.dead_letter_key)
-                .arg("*")
-                .arg("stage")
-                .arg("export")
-                .arg("reason")
-                .arg("export_rejected")
-                .arg("detail")
-                .arg(detail)
-                .arg("source_id")
-                .arg(id)
-                .arg("r")
-                .arg(payload);
-            self.write(cmd, "export").await;
+            self.write("export", "export_rejected", detail, id, &payload).await;
         }
     }
 }
