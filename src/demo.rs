@@ -262,7 +262,7 @@ pub async fn run(admin_addr: std::net::SocketAddr, opts: Options, idle_timeout_s
         }
     };
     let producer = tokio::spawn(produce(tx, opts));
-    let result = bridge.run(crate::Listeners { admin: Some(admin), ingest: None }, crate::shutdown_signal()).await;
+    let result = bridge.run(crate::Listeners { admin: Some(admin), ingest: None }, crate::bridge::shutdown_signal()).await;
     producer.abort();
     match result {
         Ok(_) => std::process::ExitCode::SUCCESS,

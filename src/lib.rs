@@ -12,7 +12,7 @@
 //! Beside the flow: [`config`] (YAML -> `validate()` -> [`config::Config`]), [`event`] (the record
 //! schema and its one decoder), [`ingest`] (`POST /v1/events`), [`retry`] (failure classes and
 //! backoff for every network call), [`compliance`] (`Vcon.hash`, hash chain, audit log), [`ids`]
-//! (deterministic IDs), [`metrics`], [`admin`], [`health`], [`otlp`], [`clock`], [`demo`].
+//! (deterministic IDs), [`metrics`], [`admin`], [`health`], [`otlp`], [`clock`], [`tls`], [`demo`].
 
 pub mod admin;
 pub mod assemble;
@@ -31,29 +31,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod retry;
 pub mod stream;
+pub mod tls;
 pub mod tracers;
 
 pub use bridge::{Bridge, DrainReport, Listeners};
-
-/// Installs rustls' ring provider once (reqwest is built without a default provider).
-pub fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}

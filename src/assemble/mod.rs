@@ -166,20 +166,7 @@ impl Assembler {
             return out;
         }
 
-        let run = self.runs.get(&key);
-        let step = match r.event {
-            EventKind::TracerCall | EventKind::LinkComplete | EventKind::LinkError => {
-                Some(spans::link(&r, run, chain.as_deref(), hash.as_ref(), &self.metrics))
-            }
-            EventKind::StorageComplete | EventKind::StorageError => {
-                Some(spans::storage(&r, run, chain.as_deref(), hash.as_ref(), &self.metrics))
-            }
-            _ => None,
-        };
-        if let Some(mut s) = step {
-            if let Some(c) = &chain_value {
-                s.span.attributes.push(kv_str("vcon.hash.chain", c.clone()));
-            }
+        if let Some(s) = self.step_span(&key, &r, chain.as_deref(), hash.as_ref(), chain_value) {
             out.push(Output::Span(s));
         }
         if r.ends_run() {
@@ -201,6 +188,20 @@ impl Assembler {
             None => out.push(Output::Ack(vec![entry])),
         }
         out
+    }
+
+    /// The span of a link or storage step, with the run's hash-chain value after it when known.
+    fn step_span(&self, key: &RunKey, r: &Record, chain: Option<&str>, hash: Option<&StepHash>, chain_value: Option<String>) -> Option<FinishedSpan> {
+        let run = self.runs.get(key);
+        let mut s = match r.event {
+            EventKind::TracerCall | EventKind::LinkComplete | EventKind::LinkError => spans::link(r, run, chain, hash, &self.metrics),
+            EventKind::StorageComplete | EventKind::StorageError => spans::storage(r, run, chain, hash, &self.metrics),
+            _ => return None,
+        };
+        if let Some(c) = chain_value {
+            s.span.attributes.push(kv_str("vcon.hash.chain", c));
+        }
+        Some(s)
     }
 
     /// Advances the run's hash chain by this record's step; pushes the audit record when auditing.

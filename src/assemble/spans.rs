@@ -141,25 +141,7 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
         attrs.push(kv_str("vcon.chain.links", l.join(",")));
         attrs.push(kv_int("vcon.chain.link_count", l.len() as i64));
     }
-    let final_uuid = end_r
-        .and_then(|r| if r.event == EventKind::TracerCall { r.in_vcon_uuid.clone() } else { r.out_vcon_uuid.clone() })
-        .or_else(|| run.as_ref().and_then(|o| o.final_uuid.clone()));
-    if let Some(f) = final_uuid.filter(|f| *f != vcon_uuid) {
-        attrs.push(kv_str("vcon.uuid.final", f));
-    }
-    let ingress = end_r.and_then(|r| r.ingress_list.clone()).or_else(|| run.as_ref().and_then(|o| o.ingress_list.clone()));
-    if let Some(i) = ingress {
-        attrs.push(kv_str("vcon.ingress_list", i));
-    }
-    if let Some(h) = run.as_ref().and_then(|o| o.entering_hash.as_ref()) {
-        attrs.push(kv_str("vcon.hash.entering", h.sha256_hex.clone()));
-    }
-    if let Some(h) = run.as_ref().and_then(|o| o.last_hash.as_ref()) {
-        attrs.push(kv_str("vcon.hash.final", h.sha256_hex.clone()));
-    }
-    if let Some(o) = run.as_ref().filter(|o| !o.chain_broken && o.last_hash.is_some()) {
-        attrs.push(kv_str("vcon.hash.chain", hex::encode(o.hash_chain)));
-    }
+    run_attrs(&mut attrs, &vcon_uuid, run.as_ref(), end_r);
     s.attributes = attrs;
     let mut acks = Vec::new();
     let mut producer = end_r.and_then(|r| r.producer.clone());
@@ -187,6 +169,29 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
     m.chain_duration.get_or_create(&labels).observe(secs(start, end_ns), metrics::exemplar(&trace_id), None);
     m.runs.get_or_create(&labels).inc();
     FinishedSpan { span: s, producer, acks, root_of: Some(trace_id) }
+}
+
+/// The root's attributes from the run as a whole: final UUID, ingress list, entering/final hashes
+/// and the hash-chain value.
+fn run_attrs(attrs: &mut Vec<KeyValue>, vcon_uuid: &str, run: Option<&OpenRun>, end: Option<&Record>) {
+    let final_uuid = end
+        .and_then(|r| if r.event == EventKind::TracerCall { r.in_vcon_uuid.clone() } else { r.out_vcon_uuid.clone() })
+        .or_else(|| run.and_then(|o| o.final_uuid.clone()));
+    if let Some(f) = final_uuid.filter(|f| f != vcon_uuid) {
+        attrs.push(kv_str("vcon.uuid.final", f));
+    }
+    if let Some(i) = end.and_then(|r| r.ingress_list.clone()).or_else(|| run.and_then(|o| o.ingress_list.clone())) {
+        attrs.push(kv_str("vcon.ingress_list", i));
+    }
+    if let Some(h) = run.and_then(|o| o.entering_hash.as_ref()) {
+        attrs.push(kv_str("vcon.hash.entering", h.sha256_hex.clone()));
+    }
+    if let Some(h) = run.and_then(|o| o.last_hash.as_ref()) {
+        attrs.push(kv_str("vcon.hash.final", h.sha256_hex.clone()));
+    }
+    if let Some(o) = run.filter(|o| !o.chain_broken && o.last_hash.is_some()) {
+        attrs.push(kv_str("vcon.hash.chain", hex::encode(o.hash_chain)));
+    }
 }
 
 /// What a hosted tracer's invocation for one record gave.

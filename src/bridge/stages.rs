@@ -55,103 +55,145 @@ pub(super) async fn run(b: Bridge, ingest: Option<TcpListener>, shutdown: impl s
     Ok(report)
 }
 
+/// What a source contributes to the wiring.
+struct Wiring {
+    sources: Vec<Task>,
+    tracers: Vec<Task>,
+    ack: Task,
+    redis: Option<ConnectionManager>,
+    dead: Arc<dyn DeadLetters>,
+    source: &'static str,
+}
+
+/// The channels between the stages, all bounded.
+struct Channels {
+    entries: (mpsc::Sender<Vec<Entry>>, mpsc::Receiver<Vec<Entry>>),
+    items: (mpsc::Sender<Vec<Item>>, mpsc::Receiver<Vec<Item>>),
+    out: (mpsc::Sender<Output>, mpsc::Receiver<Output>),
+    acks: (mpsc::Sender<Ack>, mpsc::Receiver<Ack>),
+}
+
 /// Connects (Redis source), creates the groups and spawns every stage, in flow order.
 async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<bool>, give_up: watch::Receiver<bool>) -> anyhow::Result<Vec<Task>> {
     let Bridge { config, metrics, health: _, naming, assemble, export, sink, audit, hosted, source } = b;
-    let mut sources = Vec::new();
-    let mut tracers = Vec::new();
+    // The exporter's queue also takes hosted tracers' outcome spans (offered, dropped when full).
     let out_depth = (config.export.as_ref().map_or(512, |e| e.max_batch_spans) * 8).max(4096);
-    let (entry_tx, entry_rx) = mpsc::channel::<Vec<Entry>>(BATCHES_IN_FLIGHT);
-    let (item_tx, item_rx) = mpsc::channel::<Vec<Item>>(BATCHES_IN_FLIGHT);
-    let (out_tx, out_rx) = mpsc::channel::<Output>(out_depth);
-    let (ack_tx, ack_rx) = mpsc::channel::<Ack>(256);
-    let sha512 = config.sha512_token;
-
-    let (redis_conn, dead, source_name, ack): (Option<ConnectionManager>, Arc<dyn DeadLetters>, &'static str, Task) = match source {
-        Source::Local(rx) => {
-            sources.push(task("reader", read_local(rx, entry_tx, config.stream.read_count, stop.clone())));
-            let ack = task("ack", async move {
+    let c = Channels {
+        entries: mpsc::channel(BATCHES_IN_FLIGHT),
+        items: mpsc::channel(BATCHES_IN_FLIGHT),
+        out: mpsc::channel(out_depth),
+        acks: mpsc::channel(256),
+    };
+    let (entry_tx, entry_rx) = c.entries;
+    let (item_tx, item_rx) = c.items;
+    let (out_tx, out_rx) = c.out;
+    let (ack_tx, ack_rx) = c.acks;
+    let w = match source {
+        Source::Local(rx) => Wiring {
+            sources: vec![task("reader", read_local(rx, entry_tx, config.stream.read_count, stop.clone()))],
+            tracers: vec![],
+            ack: task("ack", async move {
                 let mut rx = ack_rx;
                 while rx.recv().await.is_some() {}
-            });
-            (None, Arc::new(NoDeadLetters), "demo", ack)
-        }
+            }),
+            redis: None,
+            dead: Arc::new(NoDeadLetters),
+            source: "demo",
+        },
         Source::Redis => {
-            let redis = Redis::open(&config.redis_url, "redis.url")?;
-            let mut never = watch::channel(false).1;
-            let conn = redis.manager(Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
-            let reader = redis.manager(config.stream.block + Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
-            let s = &config.stream;
-            let settings = GroupSettings {
-                stream: s.key.clone(),
-                group: s.group.clone(),
-                consumer: s.consumer.clone(),
-                start: Start::Beginning,
-                read_count: s.read_count,
-                block: s.block,
-                claim_idle: s.claim_idle,
-            };
-            let max_inflight = config.export.as_ref().map_or(20_000, |e| e.max_inflight);
-            let inflight = InFlight::new(max_inflight, Some(metrics.inflight_entries.clone()));
-            let mut main = Group::new(settings.clone(), reader, conn.clone(), inflight.clone());
-            ensure(&mut main, &redis).await?;
-            let mut runners = Vec::new();
-            for h in hosted {
-                // Created before the bridge reports ready, so every record written after that reaches it.
-                let reader = redis.manager(Duration::from_secs(11), &mut never).await.map_err(connect_error)?;
-                let gs = GroupSettings { group: runner::group(&h.name), start: Start::End, read_count: TRACER_READ_COUNT, block: Duration::from_secs(1), ..settings.clone() };
-                let tinflight = InFlight::new(TRACER_READ_COUNT, None);
-                let mut g = Group::new(gs.clone(), reader, conn.clone(), tinflight.clone());
-                ensure(&mut g, &redis).await?;
-                tracing::info!(tracer = %h.name, module = h.module, group = %gs.group, "hosted tracer running");
-                let enricher = Enricher {
-                    role: Role::Tracer,
-                    redis: Some(conn.clone()),
-                    dead: Arc::new(NoDeadLetters),
-                    naming: naming.clone(),
-                    sha512: false,
-                    keep_content: h.tracer.needs_vcon(),
-                    metrics: metrics.clone(),
-                };
-                let acker = Acker::new(conn.clone(), gs.stream.clone(), gs.group.clone(), tinflight, config.done_marker_ttl);
-                runners.push(Runner { hosted: h, group: g, acker, enricher, spans: out_tx.clone(), conn: conn.clone(), metrics: metrics.clone() });
-            }
-            tracing::info!(stream = %s.key, group = %s.group, consumer = %s.consumer, max_inflight, "bridge running");
-            sources.push(task("reader", read(main, entry_tx, stop.clone())));
-            if let (Some(cfg), Some(l)) = (&config.http_ingest, ingest) {
-                let h = crate::ingest::http::serve(l, cfg.clone(), conn.clone(), s.key.clone(), metrics.clone(), stop.clone())?;
-                sources.push(Task { name: "http ingest".into(), handle: h });
-            }
-            for r in runners {
-                let name = format!("tracer {}", r.hosted.name);
-                tracers.push(task(&name, r.run(stop.clone())));
-            }
-            let acker = Acker::new(conn.clone(), s.key.clone(), s.group.clone(), inflight, config.done_marker_ttl);
-            let ack = task("ack", acknowledge(acker, ack_rx, stop.clone()));
-            tokio::spawn(watch_depth(conn.clone(), s.key.clone(), s.group.clone(), metrics.clone(), stop.clone()));
-            let dead = RedisDeadLetters { conn: conn.clone(), key: s.dead_letter_key.clone(), metrics: metrics.clone() };
-            (Some(conn), Arc::new(dead), "stream", ack)
+            let parts = RedisParts { config: &config, metrics: &metrics, naming: &naming, hosted, ingest, entry_tx, out_tx: &out_tx, ack_rx };
+            wire_redis(parts, &stop).await?
         }
     };
     let enricher = Enricher {
-        role: Role::Pipeline { source: source_name },
-        redis: redis_conn.clone(),
-        dead: dead.clone(),
+        role: Role::Pipeline { source: w.source },
+        redis: w.redis.clone(),
+        dead: w.dead.clone(),
         naming,
-        sha512,
+        sha512: config.sha512_token,
         keep_content: false,
         metrics: metrics.clone(),
     };
     let asm = Assembler::new(assemble, metrics.clone());
-    let stage = Stage { sink, settings: export, metrics, dead, audit };
+    let stage = Stage { sink, settings: export, metrics, dead: w.dead, audit };
     // In flow order: the drain waits for each before the next.
-    let mut tasks = sources;
+    let mut tasks = w.sources;
     tasks.push(task("enrich", enrich(enricher, entry_rx, item_tx, stop.clone())));
-    tasks.extend(tracers);
-    tasks.push(task("assemble", assemble_stage(asm, item_rx, out_tx, redis_conn)));
+    tasks.extend(w.tracers);
+    tasks.push(task("assemble", assemble_stage(asm, item_rx, out_tx, w.redis)));
     tasks.push(task("export", stage.run(out_rx, ack_tx, give_up)));
-    tasks.push(ack);
+    tasks.push(w.ack);
     Ok(tasks)
+}
+
+/// What the Redis side is wired from.
+struct RedisParts<'a> {
+    config: &'a crate::config::Config,
+    metrics: &'a Arc<crate::metrics::Metrics>,
+    naming: &'a Arc<crate::enrich::Naming>,
+    hosted: Vec<crate::tracers::Hosted>,
+    ingest: Option<TcpListener>,
+    /// The reader's output, the exporter's input (for tracers' outcome spans), the acker's input.
+    entry_tx: mpsc::Sender<Vec<Entry>>,
+    out_tx: &'a mpsc::Sender<Output>,
+    ack_rx: mpsc::Receiver<Ack>,
+}
+
+/// The Redis side: connections, the main group's reader and acker, the HTTP ingest, and one
+/// runner per hosted tracer (each group created before the bridge reports ready, so every record
+/// written after that reaches it).
+async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::Result<Wiring> {
+    let RedisParts { config, metrics, naming, hosted, ingest, entry_tx, out_tx, ack_rx } = p;
+    let redis = Redis::open(&config.redis_url, "redis.url")?;
+    let mut never = watch::channel(false).1;
+    let conn = redis.manager(Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
+    let reader = redis.manager(config.stream.block + Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
+    let s = &config.stream;
+    let settings = GroupSettings {
+        stream: s.key.clone(),
+        group: s.group.clone(),
+        consumer: s.consumer.clone(),
+        start: Start::Beginning,
+        read_count: s.read_count,
+        block: s.block,
+        claim_idle: s.claim_idle,
+    };
+    let max_inflight = config.export.as_ref().map_or(20_000, |e| e.max_inflight);
+    let inflight = InFlight::new(max_inflight, Some(metrics.inflight_entries.clone()));
+    let mut main = Group::new(settings.clone(), reader, conn.clone(), inflight.clone());
+    ensure(&mut main, &redis).await?;
+    let mut tracers = Vec::new();
+    for h in hosted {
+        let reader = redis.manager(Duration::from_secs(11), &mut never).await.map_err(connect_error)?;
+        let gs = GroupSettings { group: runner::group(&h.name), start: Start::End, read_count: TRACER_READ_COUNT, block: Duration::from_secs(1), ..settings.clone() };
+        let held = InFlight::new(TRACER_READ_COUNT, None);
+        let mut group = Group::new(gs.clone(), reader, conn.clone(), held.clone());
+        ensure(&mut group, &redis).await?;
+        tracing::info!(tracer = %h.name, module = h.module, group = %gs.group, "hosted tracer running");
+        let enricher = Enricher {
+            role: Role::Tracer,
+            redis: Some(conn.clone()),
+            dead: Arc::new(NoDeadLetters),
+            naming: naming.clone(),
+            sha512: false,
+            keep_content: h.tracer.needs_vcon(),
+            metrics: metrics.clone(),
+        };
+        let acker = Acker::new(conn.clone(), gs.stream.clone(), gs.group.clone(), held, config.done_marker_ttl);
+        let name = format!("tracer {}", h.name);
+        let r = Runner { hosted: h, group, acker, enricher, spans: out_tx.clone(), conn: conn.clone(), metrics: metrics.clone() };
+        tracers.push(task(&name, r.run(stop.clone())));
+    }
+    tracing::info!(stream = %s.key, group = %s.group, consumer = %s.consumer, max_inflight, "bridge running");
+    let mut sources = vec![task("reader", read(main, entry_tx, stop.clone()))];
+    if let (Some(cfg), Some(l)) = (&config.http_ingest, ingest) {
+        let h = crate::ingest::http::serve(l, cfg.clone(), conn.clone(), s.key.clone(), metrics.clone(), stop.clone())?;
+        sources.push(Task { name: "http ingest".into(), handle: h });
+    }
+    let acker = Acker::new(conn.clone(), s.key.clone(), s.group.clone(), inflight, config.done_marker_ttl);
+    tokio::spawn(watch_depth(conn.clone(), s.key.clone(), s.group.clone(), metrics.clone(), stop.clone()));
+    let dead = RedisDeadLetters { conn: conn.clone(), key: s.dead_letter_key.clone(), metrics: metrics.clone() };
+    Ok(Wiring { sources, tracers, ack: task("ack", acknowledge(acker, ack_rx, stop.clone())), redis: Some(conn), dead: Arc::new(dead), source: "stream" })
 }
 
 fn task(name: &str, f: impl std::future::Future<Output = ()> + Send + 'static) -> Task {

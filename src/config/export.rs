@@ -119,50 +119,8 @@ pub(super) fn resolve_export(raw: RawExport, env: &dyn Fn(&str) -> Option<String
             Compression::None
         }
     };
-    let mut headers: Vec<(String, String)> = Vec::new();
-    match raw.headers {
-        Some(h) => headers.extend(h),
-        None => {
-            if let Some(text) = var("HEADERS") {
-                for pair in text.split(',').filter(|s| !s.trim().is_empty()) {
-                    match pair.split_once('=') {
-                        Some((k, v)) => headers.push((percent_decode(k.trim()), percent_decode(v.trim()))),
-                        None => p.push(Problem {
-                            path: "OTEL_EXPORTER_OTLP_HEADERS".into(),
-                            message: format!("{pair:?} is not key=value"),
-                            hint: "write key1=value1,key2=value2 (values URL-encoded)".into(),
-                        }),
-                    }
-                }
-            }
-        }
-    }
-    for (k, _) in &headers {
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            p.push(Problem {
-                path: format!("export.headers.{k}"),
-                message: "is not a valid header name".into(),
-                hint: "use letters, digits, '-' and '_'".into(),
-            });
-        }
-    }
-    let timeout = match raw.timeout_secs {
-        Some(s) => Duration::from_secs(s),
-        None => match var("TIMEOUT") {
-            Some(ms) => match ms.parse::<u64>() {
-                Ok(ms) => Duration::from_millis(ms),
-                Err(_) => {
-                    p.push(Problem {
-                        path: "OTEL_EXPORTER_OTLP_TIMEOUT".into(),
-                        message: format!("{ms:?} is not a whole number of milliseconds"),
-                        hint: "write e.g. 10000".into(),
-                    });
-                    Duration::from_secs(10)
-                }
-            },
-            None => Duration::from_secs(10),
-        },
-    };
+    let headers = resolve_headers(raw.headers, &var, p);
+    let timeout = resolve_timeout(raw.timeout_secs, &var, p);
     let tls = RawTls {
         ca_file: raw.tls.ca_file.or_else(|| var("CERTIFICATE").map(PathBuf::from)),
         cert_file: raw.tls.cert_file.or_else(|| var("CLIENT_CERTIFICATE").map(PathBuf::from)),
@@ -217,4 +175,57 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `export.headers`, else `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS` (`k=v,k2=v2`, values URL-encoded).
+fn resolve_headers(raw: Option<BTreeMap<String, String>>, var: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    match raw {
+        Some(h) => headers.extend(h),
+        None => {
+            if let Some(text) = var("HEADERS") {
+                for pair in text.split(',').filter(|s| !s.trim().is_empty()) {
+                    match pair.split_once('=') {
+                        Some((k, v)) => headers.push((percent_decode(k.trim()), percent_decode(v.trim()))),
+                        None => p.push(Problem {
+                            path: "OTEL_EXPORTER_OTLP_HEADERS".into(),
+                            message: format!("{pair:?} is not key=value"),
+                            hint: "write key1=value1,key2=value2 (values URL-encoded)".into(),
+                        }),
+                    }
+                }
+            }
+        }
+    }
+    for (k, _) in &headers {
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            p.push(Problem {
+                path: format!("export.headers.{k}"),
+                message: "is not a valid header name".into(),
+                hint: "use letters, digits, '-' and '_'".into(),
+            });
+        }
+    }
+    headers
+}
+
+/// `export.timeout_secs`, else `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT` (milliseconds), else 10 s.
+fn resolve_timeout(raw: Option<u64>, var: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Duration {
+    match raw {
+        Some(s) => Duration::from_secs(s),
+        None => match var("TIMEOUT") {
+            Some(ms) => match ms.parse::<u64>() {
+                Ok(ms) => Duration::from_millis(ms),
+                Err(_) => {
+                    p.push(Problem {
+                        path: "OTEL_EXPORTER_OTLP_TIMEOUT".into(),
+                        message: format!("{ms:?} is not a whole number of milliseconds"),
+                        hint: "write e.g. 10000".into(),
+                    });
+                    Duration::from_secs(10)
+                }
+            },
+            None => Duration::from_secs(10),
+        },
+    }
 }

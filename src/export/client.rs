@@ -46,7 +46,7 @@ pub enum Client {
 impl Client {
     /// Builds a client; connects lazily, so a collector that is down at start-up is not an error.
     pub fn new(cfg: &Export) -> Result<Client, BuildError> {
-        crate::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let read = |key: &'static str, p: &std::path::Path| {
             std::fs::read(p).map_err(|e| BuildError { key, message: format!("cannot read {}: {e}", p.display()) })
         };

@@ -69,7 +69,7 @@ fn secret(value: &Option<String>, env: &Option<String>) -> String {
 
 impl Jlinc {
     pub fn new(cfg: Config) -> Jlinc {
-        crate::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let key = secret(&cfg.data_store_api_key, &cfg.data_store_api_key_env);
         let archive_key = secret(&cfg.archive_api_key, &cfg.archive_api_key_env);
         Jlinc { cfg, key, archive_key, http: reqwest::Client::new(), domain: None, entities: HashSet::new() }

@@ -38,7 +38,7 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(cfg: Config) -> Webhook {
-        crate::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let key = cfg.api_key.clone().or_else(|| cfg.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()));
         Webhook { cfg, key, http: reqwest::Client::new() }
     }
