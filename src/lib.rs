@@ -13,6 +13,7 @@
 //! - [`tracers`]    hosted tracer modules (JLINC, webhook, StatsD), each on its own consumer group.
 //! - [`metrics`]    every metric in one place, on an owned registry.
 //! - [`admin`]      `/metrics`, `/healthz`, `/readyz`.
+//! - [`health`]     readiness: the bridge running and a Redis `PING` probe.
 //! - [`pipeline`]   wires the stages together.
 //! - [`demo`]       an in-process simulated conserver producing the same records as `python/`.
 //! - [`otlp`]       builders for OTLP protobuf values.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod demo;
 pub mod event;
 pub mod export;
+pub mod health;
 pub mod ids;
 pub mod ingest;
 pub mod metrics;

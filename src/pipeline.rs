@@ -17,16 +17,12 @@ use crate::export::{self, AckBatch, DeadLetters, Sink};
 use crate::ingest::redis_stream::{self, Entry, InFlight, RedisDeadLetters};
 use crate::metrics::{Metrics, ReasonLabel, SourceEvent};
 use redis::aio::ConnectionManager;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-/// Shared state the admin endpoints read.
-#[derive(Default)]
-pub struct Health {
-    pub ready: AtomicBool,
-}
+pub use crate::health::Health;
 
 /// Redis access of the assemble stage (absent in the demo).
 pub struct RedisSide {
@@ -189,6 +185,7 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
     };
     let redis_client = redis::Client::open(config.redis_url.as_str())
         .map_err(|e| anyhow::anyhow!("redis.url: {e} (hint: redis://host:6379)"))?;
+    let probe = crate::health::spawn_redis_probe(redis_client.clone(), health.clone(), metrics.clone());
     // The reader blocks in XREADGROUP, which holds its connection: it gets a connection of its own,
     // with a response timeout longer than the block time.
     let conn = connect_with_retry(&redis_client, Duration::from_secs(10)).await;
@@ -222,7 +219,7 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
     let dead = RedisDeadLetters { conn: conn.clone(), stream: config.stream.clone(), metrics: metrics.clone() };
     let reader = tokio::spawn(redis_stream::read(reader_conn, config.stream.clone(), entry_tx.clone(), inflight.clone(), metrics.clone(), stop_rx.clone()));
     let http = match &config.http_ingest {
-        Some(h) => Some(crate::ingest::http::serve(h.clone(), conn.clone(), config.stream.key.clone(), metrics.clone(), stop_rx.clone()).await?),
+        Some(h) => Some(crate::ingest::http::serve(h.clone(), conn.clone(), config.stream.key.clone(), metrics.clone(), health.clone(), stop_rx.clone()).await?),
         None => None,
     };
     drop(entry_tx);
@@ -291,6 +288,7 @@ pub async fn run_bridge(parts: Parts, shutdown: impl std::future::Future<Output 
         }
     }
     lag.abort();
+    probe.abort();
     tracing::info!("stopped");
     Ok(())
 }
