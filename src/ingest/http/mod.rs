@@ -12,12 +12,12 @@
 //! - `body_timeout_ms` (30 s): the whole body must arrive within this after the headers; otherwise
 //!   `408` and the connection is closed.
 //! - `max_connections` (256): connections served at once. **When full**, the listener stops
-//!   accepting: new connections wait, complete at the TCP level, in the kernel's listen backlog
-//!   (1024 entries, capped by `net.core.somaxconn`) and are served in order as slots free up; once the
-//!   backlog is full too, the kernel drops further connection attempts (clients see a connect
-//!   timeout). Nothing is answered `503` for being full, and no connection is dropped once accepted.
-//!   A WARN (at most one per 10 s) says when the cap is reached; `vcon_otel_http_connections` shows
-//!   the open connections.
+//!   accepting: new connections wait, handshake done, in the kernel's listen backlog
+//!   ([`LISTEN_BACKLOG`] = 1024, capped by `net.core.somaxconn`) and are served in order as slots
+//!   free up. Once the backlog is full too, the kernel drops further connection attempts (the
+//!   client's TCP retries them and reports a connect timeout if no slot frees). Nothing is answered
+//!   `503` for being full, and no accepted connection is dropped for it. A WARN (at most one per
+//!   10 s) says when the cap is reached; `vcon_otel_http_connections` shows the open connections.
 //! - `redis_timeout_ms` (2 s): bound on the append to the stream, then `503`.
 //!
 //! Unauthenticated requests are answered `401` before any byte of their body is read; hyper then
@@ -45,6 +45,10 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+/// Connections the kernel holds, handshake done, while every slot is taken (Linux caps it at
+/// `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
 /// At most one "connection cap reached" or accept-error WARN per this interval.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -58,9 +62,7 @@ pub async fn serve(
     health: Arc<Health>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(cfg.addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("http_ingest.addr={}: cannot listen: {e}", cfg.addr))?;
+    let listener = listen(cfg.addr).map_err(|e| anyhow::anyhow!("http_ingest.addr={}: cannot listen: {e}", cfg.addr))?;
     tracing::info!(addr = %listener.local_addr()?, max_connections = cfg.max_connections, "POST /v1/events listening");
     let ingest = answer::Ingest {
         token: auth::Token::new(&cfg.token),
@@ -72,6 +74,14 @@ pub async fn serve(
     };
     let app = answer::router(Arc::new(ingest));
     Ok(tokio::spawn(accept_loop(listener, app, cfg.header_timeout, cfg.max_connections, metrics, stop)))
+}
+
+/// A listener with a [`LISTEN_BACKLOG`] backlog (the standard library's default is only 128).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Accepts while a connection slot is free; each connection runs on its own task holding a slot.
