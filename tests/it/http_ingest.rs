@@ -243,3 +243,34 @@ fn readiness_follows_redis_and_the_ingest_fails_fast_while_redis_is_down() {
     eprintln!("Redis restarted: /readyz 200 after {up:?}; POST 202 {accepted:?} later");
     assert!(xlen(&redis) >= 1, "{}", bridge.output());
 }
+
+#[test]
+fn a_frozen_redis_makes_the_ingest_fail_fast_instead_of_waiting_out_the_response_timeout() {
+    let redis = RedisServer::start();
+    let rx = Receiver::start(vec![]);
+    let (bridge, port) = start(&redis, &rx, "");
+    assert_eq!(post(port, GOOD).0, 202);
+    // SIGSTOP: connections stay open and nothing answers, as with a hung host.
+    redis.signal("STOP");
+    let t0 = Instant::now();
+    let first = std::thread::spawn(move || (post(port, GOOD).0, t0.elapsed()));
+    let down = wait_for(Duration::from_secs(10), || bridge.get("/readyz").is_some_and(|(s, _)| s == 503));
+    let (first, first_took) = first.join().unwrap();
+    let mut slowest = Duration::ZERO;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        statuses.push(post(port, GOOD).0);
+        slowest = slowest.max(t0.elapsed());
+    }
+    redis.signal("CONT");
+    eprintln!("Redis frozen: first POST {first} after {first_took:?}; /readyz 503 after {down:?}; then POST {statuses:?} in at most {slowest:?}");
+    assert_eq!(first, 503, "the append is bounded by http_ingest.redis_timeout_ms");
+    assert!(down.is_some(), "/readyz stayed 200 with Redis frozen");
+    assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
+    // Loose bounds (noisy machines): the first append waits out redis_timeout_ms (2 s); once the
+    // probe knows, answers take milliseconds. The old figure was 8.4-9.4 s for every request.
+    assert!(first_took < Duration::from_secs(4) && slowest < Duration::from_secs(3), "{first_took:?} {slowest:?}");
+    assert!(wait_until(Duration::from_secs(15), || bridge.get("/readyz").is_some_and(|(s, _)| s == 200)), "never ready again");
+    assert!(wait_until(Duration::from_secs(15), || post(port, GOOD).0 == 202), "POST never accepted again:\n{}", bridge.output());
+}
