@@ -73,7 +73,7 @@ mod tests {
         assert_eq!(readyz(&h).await, (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting or shutting down\n".into()));
         h.ready.store(true, Ordering::SeqCst);
         assert_eq!(readyz(&h).await, (StatusCode::OK, "ready\n".into()));
-        let probe = crate::health::spawn_redis_probe(redis::Client::open("redis://127.0.0.1:1").unwrap(), h.clone(), Arc::new(Metrics::new(10)));
+        let probe = crate::health::spawn_redis_probe(redis::Client::open("redis://127.0.0.1:1").unwrap(), h.clone(), Arc::new(Metrics::new(10)), tokio::sync::watch::channel(false).1);
         probe.abort();
         let (status, body) = readyz(&h).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Time between two `PING`s.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -75,12 +76,18 @@ impl Health {
     }
 }
 
-/// Starts [`probe_redis`] on its own task (aborted by the caller at shutdown). Readiness needs
+/// Starts [`probe_redis`] on its own task, which ends when `stop` turns true. Readiness needs
 /// `redis_up` from this call on: until the first `PING` is answered, Redis counts as down.
-pub fn spawn_redis_probe(client: redis::Client, health: Arc<Health>, metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_redis_probe(client: redis::Client, health: Arc<Health>, metrics: Arc<Metrics>, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     health.probed.store(true, Ordering::SeqCst);
     health.set_redis(false, Some("no PING answered yet".into()));
-    tokio::spawn(probe_redis(client, health, metrics))
+    tokio::spawn(async move {
+        let mut stop = stop;
+        tokio::select! {
+            _ = probe_redis(client, health, metrics) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    })
 }
 
 /// `PING`s Redis forever on a connection of its own (reconnecting after any failure) and keeps

@@ -203,7 +203,7 @@ async fn records_are_stored_with_their_own_bytes_and_redis_failures_are_503() {
 async fn while_redis_is_known_down_the_answer_is_503_without_trying() {
     let f = fixture();
     f.health.ready.store(true, Ordering::SeqCst);
-    let probe = crate::health::spawn_redis_probe(redis::Client::open("redis://127.0.0.1:1").unwrap(), f.health.clone(), Arc::new(Metrics::new(10)));
+    let probe = crate::health::spawn_redis_probe(redis::Client::open("redis://127.0.0.1:1").unwrap(), f.health.clone(), Arc::new(Metrics::new(10)), tokio::sync::watch::channel(false).1);
     probe.abort();
     assert!(f.health.redis_known_down());
     let bearer = format!("Bearer {TOKEN}");

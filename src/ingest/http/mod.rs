@@ -52,9 +52,11 @@ pub const LISTEN_BACKLOG: u32 = 1024;
 /// At most one "connection cap reached" or accept-error WARN per this interval.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// Binds `cfg.addr` and serves until `stop` turns true; the returned task ends once every open
-/// connection finished its request (each bounded by the body and Redis timeouts).
-pub async fn serve(
+/// Serves on `listener` (from [`bind`], to `http_ingest.addr`) until `stop` turns true; the
+/// returned task ends once every open connection finished its request (each bounded by the body and
+/// Redis timeouts).
+pub fn serve(
+    listener: TcpListener,
     cfg: HttpIngest,
     conn: ConnectionManager,
     stream: String,
@@ -62,7 +64,6 @@ pub async fn serve(
     health: Arc<Health>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = listen(cfg.addr).map_err(|e| anyhow::anyhow!("http_ingest.addr={}: cannot listen: {e}", cfg.addr))?;
     tracing::info!(addr = %listener.local_addr()?, max_connections = cfg.max_connections, "POST /v1/events listening");
     let ingest = answer::Ingest {
         token: auth::Token::new(&cfg.token),
@@ -76,8 +77,9 @@ pub async fn serve(
     Ok(tokio::spawn(accept_loop(listener, app, cfg.header_timeout, cfg.max_connections, metrics, stop)))
 }
 
-/// A listener with a [`LISTEN_BACKLOG`] backlog (the standard library's default is only 128).
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+/// A listener for [`serve`] with a [`LISTEN_BACKLOG`] backlog (the standard library's and tokio's
+/// `bind` use only 128). Call it within a tokio runtime.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
