@@ -94,6 +94,14 @@ fn http_ingest_answers_each_problem_with_its_status_and_writes_the_records_own_b
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!((v["index"].clone(), v["reason"].clone()), (json!(1), json!("too_large")), "{body}");
     assert_eq!(post(port, "[]"), (202, r#"{"accepted":0}"#.to_string()), "an empty batch is not 'retry later'");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Exactly the 64 KiB read buffer of an unfinished head (more would be unread at the close, and
+    // the kernel would answer the client with a reset instead of letting it read the 431).
+    let mut big = b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big.resize(64 * 1024, b'a');
+    s.write_all(&big).unwrap();
+    assert_eq!(read_response(&mut s).map(|r| r.0), Some(431), "a request head filling the 64 KiB read buffer");
     assert_eq!(xlen(&redis), 0, "nothing was written by the rejected requests:\n{}", bridge.output());
 
     let spaced = r#"{"v": 1, "event": "chain_start", "run": "r2", "vcon_uuid": "u2", "ts_ns": 2000}"#;

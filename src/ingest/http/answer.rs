@@ -90,7 +90,7 @@ async fn post_events(State(st): State<Arc<Ingest>>, req: Request) -> Response {
     if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
         return too_large();
     }
-    let bytes = match body::read(body, st.max_body_bytes, st.body_timeout).await {
+    let bytes = match body::read(body, st.max_body_bytes, declared, st.body_timeout).await {
         Ok(b) => b,
         Err(ReadError::TooLarge) => return too_large(),
         Err(ReadError::TimedOut) => {

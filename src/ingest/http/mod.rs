@@ -20,6 +20,11 @@
 //!   10 s) says when the cap is reached; `vcon_otel_http_connections` shows the open connections.
 //! - `redis_timeout_ms` (2 s): bound on the append to the stream, then `503`.
 //!
+//! Memory: a connection holds at most a [`READ_BUFFER_BYTES`] read buffer (request heads larger
+//! than that are answered `431`) plus, once authenticated, the body it is receiving (at most
+//! `max_body_bytes`): at most `max_connections × (64 KiB + max_body_bytes)` in all, about 272 MiB
+//! with the defaults, and only authenticated producers can go beyond the 16 MiB of read buffers.
+//!
 //! Unauthenticated requests are answered `401` before any byte of their body is read; hyper then
 //! closes the connection instead of draining the body, so a tokenless client holds no memory.
 
@@ -48,6 +53,9 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 /// Connections the kernel holds, handshake done, while every slot is taken (Linux caps it at
 /// `net.core.somaxconn`).
 pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// A connection's read buffer at most, and so the largest request head (hyper answers `431` beyond).
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// At most one "connection cap reached" or accept-error WARN per this interval.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -97,7 +105,7 @@ async fn accept_loop(
 ) {
     let slots = Arc::new(Semaphore::new(max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(READ_BUFFER_BYTES);
     let mut last_warn: Option<Instant> = None;
     let mut warn = |message: &str, detail: String| {
         if last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
