@@ -229,7 +229,7 @@ async fn run(cfg: config::Config) -> ExitCode {
         }
     };
     let ingest = match ingest_addr {
-        Some(a) => match tokio::net::TcpListener::bind(a).await {
+        Some(a) => match vcon_otel::ingest::http::bind(a) {
             Ok(l) => Some(l),
             Err(e) => {
                 eprintln!("http_ingest.addr={a}: cannot listen: {e}");

@@ -6,5 +6,6 @@ mod support;
 mod audit;
 mod bridge;
 mod compliance;
+mod http_ingest;
 mod python_e2e;
 mod tracers;
