@@ -6,5 +6,6 @@ mod support;
 mod audit;
 mod bridge;
 mod compliance;
+mod demo;
 mod python_e2e;
 mod tracers;
