@@ -37,7 +37,9 @@ struct Chain {
 const CHAINS: &[Chain] = &[
     Chain { name: "intake", links: &["deidentify", "redact", "tag"], hooks: false, egress_to: Some(1) },
     Chain { name: "transcription", links: &["transcribe", "summarize", "tag"], hooks: true, egress_to: Some(2) },
-    Chain { name: "analysis", links: &["classify", "sentiment_filter"], hooks: true, egress_to: None },
+    // A halt happens before the last link (sentiment_filter first), as the hooks can only tell a
+    // halt from a completed chain when links were left unrun.
+    Chain { name: "analysis", links: &["sentiment_filter", "classify"], hooks: true, egress_to: None },
 ];
 
 /// The chain names by link list, as the conserver's `config.yml` would give them.
