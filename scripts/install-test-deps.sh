@@ -107,7 +107,7 @@ fi
 
 # Grafana's schema types and TypeScript, to validate dashboards.
 NODE="$CACHE/node"
-NODE_REQS="typescript@5.7.3 @grafana/schema@11.4.0"
+NODE_REQS="typescript@5.7.3 @grafana/schema@12.4.11"   # the Grafana version docker-compose.yml runs
 if command -v npm >/dev/null && [ "$(cat "$NODE/.reqs" 2>/dev/null)" != "$NODE_REQS" ]; then
   log "installing $NODE_REQS"
   mkdir -p "$NODE"
