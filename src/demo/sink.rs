@@ -13,7 +13,7 @@
 //!   keeps them. One pipeline (one round trip) per record. A bridge reading the stream hashes the
 //!   snapshots.
 
-use crate::ingest::redis_stream::Entry;
+use crate::stream::Entry;
 use redis::aio::ConnectionManager;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,7 +67,7 @@ impl Sink {
                     record["compliance"] = json!({"sha256": h.sha256_hex});
                 }
                 let id = format!("demo-{}", ids.fetch_add(1, Ordering::SeqCst));
-                tx.send(Entry { id, payload: Some(record.to_string().into_bytes()) }).await.map_err(|_| "the pipeline stopped".to_string())
+                tx.send(Entry { id, payload: Some(record.to_string().into_bytes().into()) }).await.map_err(|_| "the pipeline stopped".to_string())
             }
             Sink::Redis(r) => r.send(record, snap, point).await,
         }
