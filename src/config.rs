@@ -308,7 +308,7 @@ fn hosted_options(name: &str, module: &str, options: Option<&serde_json::Value>,
         }).map_err(|e| e.to_string()),
         "postgres" => serde_json::from_value::<crate::tracers::postgres::Config>(module_opts.clone())
             .map_err(|e| e.to_string())
-            .and_then(|c| crate::tracers::postgres::valid_table(&c.table).then_some(()).ok_or_else(|| format!("table {:?} is not an identifier (letters, digits, _; optionally schema.table)", c.table))),
+            .and_then(|c| crate::tracers::postgres::check(&c)),
         _ => unreachable!("checked by the caller"),
     };
     if let Err(e) = check {
