@@ -10,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vcon_otel::{config, demo, metrics::Metrics, pipeline};
+use vcon_otel::{config, demo, Bridge, Listeners};
 
 #[derive(Parser)]
 #[command(name = "vcon-otel", version, about = "vCon Server tracer events -> OpenTelemetry traces and Prometheus metrics")]
@@ -194,40 +194,54 @@ fn main() -> ExitCode {
             if let Some(a) = admin_addr {
                 cfg.admin_addr = a;
             }
-            let settings = match vcon_otel::assemble_settings(&cfg) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(78);
-                }
-            };
-            runtime().block_on(async move {
-                let metrics = std::sync::Arc::new(Metrics::new(cfg.max_label_values));
-                let health = std::sync::Arc::new(pipeline::Health::default());
-                let listener = match tokio::net::TcpListener::bind(cfg.admin_addr).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        eprintln!("admin.addr={}: cannot listen: {e}", cfg.admin_addr);
-                        return ExitCode::FAILURE;
-                    }
-                };
-                tracing::info!(addr = %cfg.admin_addr, "admin listener: /metrics /healthz /readyz");
-                vcon_otel::admin::spawn(listener, metrics.clone(), health.clone());
-                let parts = pipeline::Parts { config: cfg, metrics, health, settings };
-                match pipeline::run_bridge(parts, vcon_otel::shutdown_signal()).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        tracing::error!(error = %e, "bridge failed");
-                        eprintln!("{e}");
-                        ExitCode::FAILURE
-                    }
-                }
-            })
+            runtime().block_on(run(cfg))
         }
         Command::Demo { admin_addr, vcons, workers, pace_ms, idle_timeout_secs, quiet } => {
             init_logs(&cli.log_format);
             let opts = demo::Options { vcons, workers, pace: std::time::Duration::from_millis(pace_ms) };
-            runtime().block_on(vcon_otel::run_demo(admin_addr, opts, idle_timeout_secs, quiet))
+            runtime().block_on(demo::run(admin_addr, opts, idle_timeout_secs, quiet))
+        }
+    }
+}
+
+/// `vcon-otel run`: build (exit 78 on a configuration problem), bind, run, drain.
+async fn run(cfg: config::Config) -> ExitCode {
+    let admin_addr = cfg.admin_addr;
+    let ingest_addr = cfg.http_ingest.as_ref().map(|h| h.addr);
+    let bridge = match Bridge::build(cfg) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(78);
+        }
+    };
+    let admin = match tokio::net::TcpListener::bind(admin_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("admin.addr={admin_addr}: cannot listen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ingest = match ingest_addr {
+        Some(a) => match tokio::net::TcpListener::bind(a).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("http_ingest.addr={a}: cannot listen: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    match bridge.run(Listeners { admin: Some(admin), ingest }, vcon_otel::shutdown_signal()).await {
+        Ok(report) if report.is_clean() => ExitCode::SUCCESS,
+        Ok(report) => {
+            eprintln!("stages still running at the end of shutdown_grace_secs: {}", report.missed.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "bridge failed");
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }

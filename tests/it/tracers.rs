@@ -238,7 +238,6 @@ fn postgres_tls_settings_are_checked_by_check_config() {
     let dir = crate::support::temp_dir();
     let f = dir.path().join("c.yml");
     for (opts, expected) in [
-        ("{url: \"postgres://x/db\", sslmode: verify-full, ssl_ca_file: /nonexistent/ca.pem}", "tracers.db.options: ssl_ca_file /nonexistent/ca.pem: cannot read PEM certificates"),
         ("{url: \"postgres://x/db?sslmode=require\", sslmode: verify-full}", "tracers.db.options: sslmode is verify-full but the url says sslmode=require: give it in one place"),
         ("{url: \"postgres://x/db\", ssl_ca_file: /etc/ca.pem}", "ssl_ca_file (sslrootcert) is set without sslmode: set sslmode verify-full"),
         ("{url: \"postgres://x/db\", sslmode: verify_full}", "unknown variant `verify_full`, expected one of `disable`, `prefer`, `require`, `verify-ca`, `verify-full`"),

@@ -8,21 +8,22 @@
 //! TLS ([`tls`]): `sslmode` disable / prefer / require / verify-ca / verify-full with `ssl_ca_file`
 //! or the system roots, also from the URL's `sslmode`/`sslrootcert`. A failure that waiting does not
 //! cure (certificate refused, no TLS on the server, authentication or `pg_hba.conf` refusal) is a
-//! permanent error: the runner gives up on the batch instead of retrying it as an outage, and this
+//! permanent failure: the runner gives up on the batch instead of retrying it as an outage, and this
 //! module logs it as an ERROR at most once per [`REPORT_INTERVAL`] with the number of failures since.
 
 pub mod tls;
 
-use super::{Delivered, Step, TracerError};
+use super::{Build, Built, Delivered, Step, Tracer};
+use crate::retry::{Failure, Reason};
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Permanent connection errors are logged at most once per this interval.
+/// Permanent connection failures are logged at most once per this interval.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     /// `postgres://user:password@host:port/database[?sslmode=…&sslrootcert=…]` (or `url_env` naming
     /// a variable holding it). A key=value connection string works too, without sslmode/sslrootcert.
@@ -55,22 +56,11 @@ pub fn valid_table(t: &str) -> bool {
     (parts.len() == 1 || parts.len() == 2) && parts.iter().all(|p| ident(p))
 }
 
-/// What `check-config` checks without connecting: the table name, and the TLS settings (sslmode and
-/// CA consistent between the options and the URL, the CA file readable). The URL is checked when it
-/// is given or `url_env`'s variable is set.
-pub fn check(cfg: &Config) -> Result<(), String> {
-    if !valid_table(&cfg.table) {
-        return Err(format!("table {:?} is not an identifier (letters, digits, _; optionally schema.table)", cfg.table));
-    }
-    let url = cfg.url.clone().or_else(|| cfg.url_env.as_ref().and_then(|v| std::env::var(v).ok())).unwrap_or_else(|| "postgres://localhost/postgres".into());
-    tls::target(&url, cfg.sslmode, cfg.ssl_ca_file.as_deref()).map(|_| ())
-}
-
 pub struct Postgres {
     target: tls::Target,
     table: String,
     client: Option<tokio_postgres::Client>,
-    /// When a permanent connection error was last logged, and how many came since.
+    /// When a permanent connection failure was last logged, and how many came since.
     reported: Option<Instant>,
     unreported: u64,
 }
@@ -78,13 +68,13 @@ pub struct Postgres {
 impl Postgres {
     pub fn new(cfg: Config) -> Result<Postgres, String> {
         let url = cfg.url.clone().or_else(|| cfg.url_env.as_ref().and_then(|v| std::env::var(v).ok())).ok_or("url (or url_env) is required")?;
-        check(&cfg)?;
+        cfg.check()?;
         let table = cfg.table.split('.').map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(".");
         let target = tls::target(&url, cfg.sslmode, cfg.ssl_ca_file.as_deref())?;
         Ok(Postgres { target, table, client: None, reported: None, unreported: 0 })
     }
 
-    async fn connect(&self) -> Result<tokio_postgres::Client, TracerError> {
+    async fn connect(&self) -> Result<tokio_postgres::Client, Failure> {
         let t = &self.target;
         let client = match &t.tls {
             None => {
@@ -105,25 +95,27 @@ impl Postgres {
         Ok(client)
     }
 
-    /// Logs a permanent connection error at most once per [`REPORT_INTERVAL`].
-    fn report(&mut self, err: &TracerError) {
-        let TracerError::Permanent { detail } = err else { return };
+    /// Logs a permanent connection failure at most once per [`REPORT_INTERVAL`].
+    fn report(&mut self, failure: &Failure) {
+        if !failure.is_permanent() {
+            return;
+        }
         self.unreported += 1;
         if self.reported.is_none_or(|at| at.elapsed() >= REPORT_INTERVAL) {
-            tracing::error!(module = "postgres", error = %detail, failures = self.unreported,
+            tracing::error!(module = "postgres", error = %failure, failures = self.unreported,
                 "permanent PostgreSQL connection error: records are given up until it is fixed (logged at most once a minute)");
             self.reported = Some(Instant::now());
             self.unreported = 0;
         }
     }
 
-    async fn client(&mut self) -> Result<&tokio_postgres::Client, TracerError> {
+    async fn client(&mut self) -> Result<&tokio_postgres::Client, Failure> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             let client = match self.connect().await {
                 Ok(c) => c,
-                Err(e) => {
-                    self.report(&e);
-                    return Err(e);
+                Err(f) => {
+                    self.report(&f);
+                    return Err(f);
                 }
             };
             let ddl = format!(
@@ -139,7 +131,7 @@ impl Postgres {
     }
 
     /// Writes one row per step in one transaction.
-    pub async fn handle_batch(&mut self, steps: &[Step<'_>]) -> Result<Delivered, TracerError> {
+    async fn write(&mut self, steps: &[Step<'_>]) -> Result<Delivered, Failure> {
         if steps.is_empty() {
             return Ok(Delivered { skipped: true, ..Default::default() });
         }
@@ -189,14 +181,40 @@ impl Postgres {
 }
 
 /// Connection problems and server shutdowns are retryable; constraint or syntax errors are not.
-pub(crate) fn classify(e: &tokio_postgres::Error, what: &str) -> TracerError {
+pub(crate) fn classify(e: &tokio_postgres::Error, what: &str) -> Failure {
     let retryable = e.is_closed()
         || e.as_db_error().is_none()
         || e.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57") || c.code().starts_with("53"));
     if retryable {
-        TracerError::Retryable { detail: format!("{what}: {e}"), delay: None }
+        Failure::retryable(Reason::Transport, format!("{what}: {e}"))
     } else {
-        TracerError::Permanent { detail: format!("{what}: {e}") }
+        Failure::permanent(Reason::Rejected, format!("{what}: {e}"))
+    }
+}
+
+impl Tracer for Postgres {
+    fn batches(&self) -> bool {
+        true
+    }
+
+    fn handle<'a>(&'a mut self, steps: &'a [Step<'a>]) -> BoxFuture<'a, Result<Delivered, Failure>> {
+        Box::pin(self.write(steps))
+    }
+}
+
+impl Build for Config {
+    /// The table name, and the TLS settings (sslmode and CA consistent between the options and
+    /// the URL, when the URL is given or `url_env`'s variable is set). The CA file is read at build.
+    fn check(&self) -> Result<(), String> {
+        if !valid_table(&self.table) {
+            return Err(format!("table {:?} is not an identifier (letters, digits, _; optionally schema.table)", self.table));
+        }
+        let url = self.url.clone().or_else(|| self.url_env.as_ref().and_then(|v| std::env::var(v).ok())).unwrap_or_else(|| "postgres://localhost/postgres".into());
+        tls::check(&url, self.sslmode, self.ssl_ca_file.as_deref())
+    }
+
+    fn build(self) -> Result<Built, String> {
+        Ok(Built::Consumer(Box::new(Postgres::new(self)?)))
     }
 }
 

@@ -19,7 +19,7 @@
 //! **permanent** (they do not heal by waiting); refused connections, resets and timeouts are
 //! retryable.
 
-use crate::tracers::TracerError;
+use crate::retry::{Failure, Reason};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
@@ -72,8 +72,9 @@ pub struct Target {
     pub tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
-/// Builds the target from the tracer's `url` and its `sslmode` / `ssl_ca_file` options.
-pub fn target(url: &str, mode_opt: Option<SslMode>, ca_opt: Option<&Path>) -> Result<Target, String> {
+/// The sslmode, CA and the URL without its sslmode/sslrootcert, after the rules of the module
+/// header (no I/O).
+fn settings(url: &str, mode_opt: Option<SslMode>, ca_opt: Option<&Path>) -> Result<(String, SslMode, Option<PathBuf>), String> {
     let (rest, url_mode, url_ca) = split_url_params(url)?;
     let mode = match (mode_opt, url_mode.as_deref().map(SslMode::parse).transpose()?) {
         (Some(a), Some(b)) if a != b => return Err(format!("sslmode is {} but the url says sslmode={}: give it in one place", a.as_str(), b.as_str())),
@@ -88,6 +89,19 @@ pub fn target(url: &str, mode_opt: Option<SslMode>, ca_opt: Option<&Path>) -> Re
         (None, Some(_)) => return Err("ssl_ca_file (sslrootcert) is set without sslmode: set sslmode verify-full (or verify-ca)".into()),
         (m, _) => m.unwrap_or(SslMode::Disable),
     };
+    Ok((rest, mode, ca))
+}
+
+/// Checks the settings without I/O (the URL is parsed, the CA file is not read).
+pub fn check(url: &str, mode_opt: Option<SslMode>, ca_opt: Option<&Path>) -> Result<(), String> {
+    let (rest, _, _) = settings(url, mode_opt, ca_opt)?;
+    rest.parse::<tokio_postgres::Config>().map(|_| ()).map_err(|e| format!("url: {e}"))
+}
+
+/// Builds the target from the tracer's `url` and its `sslmode` / `ssl_ca_file` options (reads
+/// the CA file or the system roots).
+pub fn target(url: &str, mode_opt: Option<SslMode>, ca_opt: Option<&Path>) -> Result<Target, String> {
+    let (rest, mode, ca) = settings(url, mode_opt, ca_opt)?;
     let mut config: tokio_postgres::Config = rest.parse().map_err(|e| format!("url: {e}"))?;
     config.ssl_mode(match mode {
         SslMode::Disable => tokio_postgres::config::SslMode::Disable,
@@ -260,12 +274,13 @@ fn tls_fix(r: &rustls::Error, ca: &str) -> String {
 }
 
 /// Sorts a failure to connect (see the module header); the message names the option to fix.
-pub fn classify_connect(e: &tokio_postgres::Error, t: &Target) -> TracerError {
+pub fn classify_connect(e: &tokio_postgres::Error, t: &Target) -> Failure {
     let mode = t.mode.as_str();
-    let permanent = |fix: String| TracerError::Permanent { detail: format!("connect to PostgreSQL (sslmode {mode}): {e}: {fix}") };
+    let permanent = |fix: String| Failure::permanent(Reason::Rejected, format!("connect to PostgreSQL (sslmode {mode}): {e}: {fix}"));
     if let Some(r) = rustls_error(e) {
         return permanent(format!("{r}: {}", tls_fix(r, &t.ca)));
     }
+    // tokio-postgres reports this one only as text (its error kinds are private).
     let text = e.to_string();
     if text.contains("server does not support TLS") {
         return permanent("the server does not accept TLS (ssl = off): enable ssl on the server, or use sslmode prefer/disable".into());
