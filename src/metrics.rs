@@ -124,6 +124,7 @@ pub struct Metrics {
     pub http_requests: Family<StatusLabel, Counter>,
     pub spans_exported: Family<OutcomeLabel, Counter>,
     pub spans_dropped: Family<ReasonLabel, Counter>,
+    pub snapshots_skipped: Family<ReasonLabel, Counter>,
     pub export_retries: Family<ReasonLabel, Counter>,
     pub export_duration: Family<OutcomeLabel, Histogram, fn() -> Histogram>,
     pub audit_writes: Family<OutcomeLabel, Counter>,
@@ -164,6 +165,7 @@ impl Metrics {
             http_requests: Family::default(),
             spans_exported: Family::default(),
             spans_dropped: Family::default(),
+            snapshots_skipped: Family::default(),
             export_retries: Family::default(),
             export_duration: Family::new_with_constructor(histogram),
             audit_writes: Family::default(),
@@ -199,6 +201,7 @@ impl Metrics {
         r.register("vcon_otel_http_requests", "POST /v1/events answers by status code", m.http_requests.clone());
         r.register("vcon_otel_spans_exported", "Spans by export outcome", m.spans_exported.clone());
         r.register("vcon_otel_spans_dropped", "Spans not offered to the exporter because its queue was full (tracer outcome spans only), by reason", m.spans_dropped.clone());
+        r.register("vcon_otel_snapshots_skipped", "Steps whose producer took no compliance snapshot, by reason (budget: snapshot_budget reached)", m.snapshots_skipped.clone());
         r.register("vcon_otel_export_retries", "Retried OTLP export attempts, by reason", m.export_retries.clone());
         r.register("vcon_otel_export_duration_seconds", "Time of one OTLP export request, by outcome", m.export_duration.clone());
         r.register("vcon_otel_audit_log_writes", "Audit log batch writes (append + fsync), by outcome", m.audit_writes.clone());

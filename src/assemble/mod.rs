@@ -121,7 +121,7 @@ impl Assembler {
 
     /// Takes one decoded record; returns the spans it completes.
     pub fn accept(&mut self, input: Enriched, now: Instant) -> Vec<Output> {
-        let Enriched { entry, record: r, hash, chain, .. } = input;
+        let Enriched { entry, record: r, hash, unknown, chain, .. } = input;
         let mut out = Vec::new();
         if let Some(ns) = r.call_ns {
             let tracer = r.tracer.as_deref().unwrap_or("hooks");
@@ -168,7 +168,8 @@ impl Assembler {
             return out;
         }
 
-        if let Some(s) = self.step_span(&key, &r, chain.as_deref(), hash.as_ref(), chain_value) {
+        let hashed = spans::Hashed { hash: hash.as_ref(), unknown: unknown.as_deref() };
+        if let Some(s) = self.step_span(&key, &r, chain.as_deref(), hashed, chain_value) {
             out.push(Output::Span(s));
         }
         if r.ends_run() {
@@ -193,7 +194,7 @@ impl Assembler {
     }
 
     /// The span of a link or storage step, with the run's hash-chain value after it when known.
-    fn step_span(&self, key: &RunKey, r: &Record, chain: Option<&str>, hash: Option<&StepHash>, chain_value: Option<String>) -> Option<FinishedSpan> {
+    fn step_span(&self, key: &RunKey, r: &Record, chain: Option<&str>, hash: spans::Hashed<'_>, chain_value: Option<String>) -> Option<FinishedSpan> {
         let run = self.runs.get(key);
         let mut s = match r.event {
             EventKind::TracerCall | EventKind::LinkComplete | EventKind::LinkError => spans::link(r, run, chain, hash, &self.metrics),

@@ -98,6 +98,7 @@ fn decode_value(value: Value) -> Result<Record, Rejection> {
         ingress_list: f.opt_str("ingress_list")?,
         prev_run: None,
         compliance: None,
+        hash_of_input: false,
     };
     if let Some(o) = f.opt_str("outcome")? {
         r.outcome = Some(match o.as_str() {
@@ -142,26 +143,51 @@ fn decode_value(value: Value) -> Result<Record, Rejection> {
         pf.deny_rest()?;
     }
     if let Some(mut c) = f.opt_object("compliance")? {
-        let mut cf = Fields { m: &mut c, path: "compliance." };
-        let sha = cf.opt_str("sha256")?;
-        let snap = cf.opt_str("snapshot")?;
-        cf.deny_rest()?;
-        r.compliance = match (sha, snap) {
-            (Some(h), _) => {
-                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                    return Err(reject(
-                        Reason::BadValue,
-                        format!("field \"compliance.sha256\": expected 64 lowercase hex digits, got {h:?}"),
-                    ));
-                }
-                Some(Compliance::Sha256(h))
-            }
-            (None, Some(k)) => Some(Compliance::Snapshot(k)),
-            (None, None) => None,
-        };
+        let (c, input) = compliance(&mut Fields { m: &mut c, path: "compliance." })?;
+        r.compliance = Some(c);
+        r.hash_of_input = input;
     }
     check_event_fields(&r)?;
     Ok(r)
+}
+
+/// The `compliance` object: exactly one of `sha256`, `snapshot`, `same_as`, `skipped`, and an
+/// optional `subject` (`input` or `output`).
+fn compliance(cf: &mut Fields<'_>) -> Result<(Compliance, bool), Rejection> {
+    let sha = cf.opt_str("sha256")?;
+    let snap = cf.opt_str("snapshot")?;
+    let same = cf.opt_u64("same_as")?;
+    let skipped = cf.opt_str("skipped")?;
+    let subject = cf.opt_str("subject")?;
+    cf.deny_rest()?;
+    let input = match subject.as_deref() {
+        None | Some("output") => false,
+        Some("input") => true,
+        Some(other) => return Err(reject(Reason::BadValue, format!("field \"compliance.subject\": expected \"input\" or \"output\", got {other:?}"))),
+    };
+    let c = match (sha, snap, same, skipped) {
+        (Some(h), None, None, None) => {
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(reject(Reason::BadValue, format!("field \"compliance.sha256\": expected 64 lowercase hex digits, got {h:?}")));
+            }
+            Compliance::Sha256(h)
+        }
+        (None, Some(k), None, None) if !k.is_empty() => Compliance::Snapshot(k),
+        (None, None, Some(seq), None) => Compliance::SameAs(seq),
+        (None, None, None, Some(why)) if !why.is_empty() && why.len() <= 64 && why.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+            Compliance::Skipped(why)
+        }
+        (None, None, None, Some(why)) => {
+            return Err(reject(Reason::BadValue, format!("field \"compliance.skipped\": expected a reason like \"budget\" (a-z and _), got {why:?}")))
+        }
+        _ => {
+            return Err(reject(
+                Reason::BadValue,
+                "field \"compliance\": expected exactly one of sha256, snapshot (a non-empty key), same_as, skipped",
+            ))
+        }
+    };
+    Ok((c, input))
 }
 
 /// Per-event required fields (`docs/events.md`, "Events").
