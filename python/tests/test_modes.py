@@ -221,6 +221,18 @@ def test_hooks_only_point_the_new_uuid_at_the_run_as_soon_as_the_next_hook_sees_
     assert seen == [{"vcon_uuid": u0, "run": run}]
 
 
+def test_a_foreign_lastrun_value_is_not_added_to_a_held_chain_start(server):
+    hooks.options = {"redis_url": server.url}
+    u = sim.make_vcon(server.client)
+    server.client.set("vcon_otel:lastrun:" + u, '{"vcon_uuid":"x","run":"y","evil":1}')
+    hooks.before_processing(u, {"name": "c", "links": []}, {})
+    hooks.after_processing(u, {"name": "c"}, {})
+    recs = records(server.client)
+    assert [r["event"] for r in recs] == ["chain_start", "chain_complete"]
+    assert "prev_run" not in recs[0] and "evil" not in json.dumps(recs)
+    assert pointer(server, u) == {"vcon_uuid": u, "run": recs[0]["run"]}
+
+
 def test_records_held_by_a_run_whose_last_hook_never_came_go_out_with_the_next_run(server):
     hooks.options = {"redis_url": server.url}
     u = sim.make_vcon(server.client)

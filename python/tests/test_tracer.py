@@ -12,7 +12,7 @@ import pytest
 import redis
 
 import conserver_sim as sim
-from records import STREAM, check_volatile, entries, records, runs_of, stable
+from records import STREAM, check_volatile, records, runs_of, stable
 from vcon_otel import _emit, hooks, tracer
 
 SIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conserver_sim.py")
