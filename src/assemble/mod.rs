@@ -74,8 +74,8 @@ pub struct FinishedSpan {
     /// The producer instance: the span's resource (`service.instance.id`).
     pub producer: Option<Producer>,
     pub acks: Vec<Entry>,
-    /// Set on root spans: once accepted, mark the run done so other replicas do not close it again.
-    pub root_of: Option<[u8; 16]>,
+    /// Set on root spans: once accepted, mark the run done so other replicas acknowledge their part.
+    pub root_of: Option<crate::stream::done::RunDone>,
 }
 
 /// What the assembler hands to the exporter, in order.
@@ -128,10 +128,12 @@ impl Assembler {
             self.metrics.tracer_call(tracer, "conserver", "ok", ns as f64 / 1e9);
         }
         let key: RunKey = crate::ids::trace_id(&r.vcon_uuid, &r.run);
-        if !self.runs.contains(&key) && !r.ends_run() {
+        // Only a record that belongs to the run's opening opens it here; any other record of a run
+        // not open here (its opening was read by another replica) gives its own span and nothing else.
+        if !self.runs.contains(&key) && r.is_held() {
             self.make_room(&mut out, now);
         }
-        if self.runs.contains(&key) || !r.ends_run() {
+        if self.runs.contains(&key) || r.is_held() {
             let run = self.runs.touch(key, &r, now);
             run.absorb(&r, chain.as_deref(), hash.as_ref());
             if let Some(seq) = r.seq {
@@ -249,6 +251,18 @@ impl Assembler {
             }));
         }
         Some(value)
+    }
+
+    /// Up to `max` open runs with no record since `cutoff`, least recently active first (the runs
+    /// whose end another replica may have read).
+    pub fn stale(&self, cutoff: Instant, max: usize) -> Vec<RunKey> {
+        self.runs.idle_since(cutoff, max)
+    }
+
+    /// Removes a run another replica finished (its root was accepted there); returns the entries it
+    /// held, to acknowledge.
+    pub fn finished_elsewhere(&mut self, key: &RunKey) -> Option<Vec<Entry>> {
+        self.remove(key).map(|r| r.held)
     }
 
     /// Removes and returns the runs idle for longer than `idle_timeout`, oldest first. The caller

@@ -10,6 +10,7 @@ use crate::event::{EventKind, Record, RunRef, TraceParent};
 use crate::ids::{self, SpanRole};
 use crate::metrics::{self, ChainLabels, LinkLabels, Metrics, StorageLabels};
 use crate::otlp::{kv_bool, kv_int, kv_str, span, status, KeyValue, Span, Status};
+use crate::stream::done::RunDone;
 
 /// The span of a link, from the record that completed it.
 pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Option<&StepHash>, m: &Metrics) -> FinishedSpan {
@@ -168,7 +169,7 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
     let labels = ChainLabels { chain: m.chains.admit(chain.as_deref().unwrap_or("unknown")), outcome: outcome.as_str() };
     m.chain_duration.get_or_create(&labels).observe(secs(start, end_ns), metrics::exemplar(&trace_id), None);
     m.runs.get_or_create(&labels).inc();
-    FinishedSpan { span: s, producer, acks, root_of: Some(trace_id) }
+    FinishedSpan { span: s, producer, acks, root_of: Some(RunDone { trace_id, end_ns }) }
 }
 
 /// The root's attributes from the run as a whole: final UUID, ingress list, entering/final hashes

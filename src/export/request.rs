@@ -3,12 +3,12 @@
 
 use crate::assemble::FinishedSpan;
 use crate::otlp::{kv_int, kv_str, ExportTraceServiceRequest, InstrumentationScope, Resource, ResourceSpans, ScopeSpans};
-use crate::stream::Entry;
+use crate::stream::{done::RunDone, Entry};
 use std::collections::BTreeMap;
 
 /// Groups spans by producer instance into one request; returns it with the entries the spans
 /// acknowledge and the runs whose root is among them.
-pub fn build(service_name: &str, spans: Vec<FinishedSpan>) -> (ExportTraceServiceRequest, Vec<Entry>, Vec<[u8; 16]>) {
+pub fn build(service_name: &str, spans: Vec<FinishedSpan>) -> (ExportTraceServiceRequest, Vec<Entry>, Vec<RunDone>) {
     let mut acks = Vec::new();
     let mut done = Vec::new();
     let mut by_producer: BTreeMap<Option<(String, u64)>, Vec<crate::otlp::Span>> = BTreeMap::new();
