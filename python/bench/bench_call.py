@@ -5,8 +5,9 @@ them (link_index -1, 0, 1, 2, repeated), and for each variant we report the wall
 (p50, p99) and the CPU it costs per call: this process (user+sys, including background threads)
 plus the Redis server (INFO cpu), both divided by the number of calls.
 
-  vcon_otel      vcon_otel.tracer.run with the default snapshot=copy: one round trip carrying the
-                 XADD and the server-side COPY of the vCon (the bridge hashes the copy later)
+  vcon_otel      vcon_otel.tracer.run with the default snapshot=copy: one round trip (one Lua script)
+                 carrying the XADD, the server-side COPY of the vCon (the bridge hashes the copy
+                 later) and the snapshot budget's bookkeeping
   vcon_otel/none the same with snapshot=none: the difference is what the snapshot costs
   (a) otel_sdk   a pure-Python tracer doing the same span work in-process with the OpenTelemetry
                  SDK: a root span opened at -1, a link span per call from the previous call's end,
@@ -141,11 +142,12 @@ def main():
                 if name == "otel_sdk":
                     provider.force_flush()  # its export work counts in its CPU, not in its latency
                 cpu[name] += (cpu_self() - c0) + (cpu_redis(r) - rc0)
-                # outside the measurement: drop snapshot copies and the stream so memory stays flat
+                # outside the measurement: drop snapshot copies (and their members of the budget's
+                # index, as the bridge does) and the stream so memory stays flat and every call copies
                 keys = list(r.scan_iter("vcon_otel:snap:*", count=1000))
                 if keys:
                     r.unlink(*keys)
-                r.delete(stream)
+                r.delete(stream, "vcon_otel:snaps")
         calls = per_round * ROUNDS
         rows.append((label, stored, calls, {k: (pct(v, 0.5), pct(v, 0.99), cpu[k] / calls * 1e3) for k, v in lat.items()}))
         r.delete("vcon:" + u)
