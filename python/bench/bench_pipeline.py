@@ -14,7 +14,9 @@ For each vCon size (5 KB, 100 KB, 2 MB of stored JSON, `vcons.py`):
      pending: every record decoded, snapshot fetched and hashed, span exported and accepted by the
      receiver (`examples/otlp_sink`), entry acknowledged;
    - the baseline: a bare consumer (`examples/drain_stream`, same core) that only reads and
-     acknowledges the `copy` stream.
+     acknowledges the `none` stream.
+   Without snapshots a record does not depend on the vCon's size, so the `none` stream holds at
+   least `--none-records` records at every size (a drain long enough to time).
    For each drain it also records the Redis server's CPU time (`INFO cpu`, used_cpu_user +
    used_cpu_sys, all its threads) and the bridge's own CPU time and peak RSS (`/usr/bin/time`).
 3. **Latency** (5 KB only): a paced producer (`examples/pace_stream`, the same records and
@@ -244,20 +246,23 @@ class Bench:
         pool = [make_vcon(self.r, size) for _ in range(self.a.pool)]
         stored = statistics.median(s for _, s in pool)
         pool = [u for u, _ in pool]
-        fill = {m: self.fill("bench:%s:%s" % (key, m), pool, records, m) for m in ("copy", "none")}
+        # Without snapshots the records do not depend on the vCon's size: drain at least
+        # --none-records of them, so the drain is long enough to time at every size.
+        counts = {"copy": records, "none": max(records, self.a.none_records // 4 * 4)}
+        fill = {m: self.fill("bench:%s:%s" % (key, m), pool, counts[m], m) for m in ("copy", "none")}
         mem = self.r.info("memory")["used_memory"] / 2**20
-        print("%s: stored vCon %d B, %d records per stream; filled in %.1f s (copy) / %.1f s (none); Redis holds %.0f MB"
-              % (label, stored, records, fill["copy"], fill["none"], mem), file=sys.stderr)
+        print("%s: stored vCon %d B, %d / %d records (copy / none); filled in %.1f s (copy) / %.1f s (none); Redis holds %.0f MB"
+              % (label, stored, records, counts["none"], fill["copy"], fill["none"], mem), file=sys.stderr)
         filled_at = time.monotonic()
         rows = []
         for i in range(runs):
             copy = self.drain_bridge("bench:%s:copy" % key, records, records // 4 * 3)
-            none = self.drain_bridge("bench:%s:none" % key, records, 0)
-            base = self.drain_baseline("bench:%s:copy" % key, records)
+            none = self.drain_bridge("bench:%s:none" % key, counts["none"], 0)
+            base = self.drain_baseline("bench:%s:none" % key, counts["none"])
             row = [copy, none, base]
             if self.a.compare:
                 row += [self.drain_bridge("bench:%s:copy" % key, records, records // 4 * 3, self.a.compare),
-                        self.drain_bridge("bench:%s:none" % key, records, 0, self.a.compare)]
+                        self.drain_bridge("bench:%s:none" % key, counts["none"], 0, self.a.compare)]
             rows.append(row)
             print("  run %d: copy %.0f ev/s (Redis %.1f us/ev, bridge %.1f us/ev), none %.0f ev/s (bridge %.1f us/ev), baseline %.0f ev/s, RSS %.0f / %.0f MB%s"
                   % (i + 1, copy["evs"], copy["redis_us"], copy["bridge_us"], none["evs"], none["bridge_us"], base["evs"], copy["rss_mb"], none["rss_mb"],
@@ -266,7 +271,7 @@ class Bench:
         if time.monotonic() - filled_at > 590:
             raise RuntimeError("the drains took longer than the snapshots' TTL (600 s); use fewer records")
         med = lambda f: statistics.median(f(r) for r in rows)  # noqa: E731
-        return {"label": label, "stored": stored, "records": records, "rows": rows, "med": med, "pool": pool}
+        return {"label": label, "stored": stored, "records": records, "none_records": counts["none"], "rows": rows, "med": med, "pool": pool}
 
     # ---- latency ----------------------------------------------------------------------------
 
@@ -303,13 +308,13 @@ def report(results, lat, a):
                 print("| %s | %s | %.0f | %.0f | %.2f | %.1f | %.1f |" % (s["label"], mode, m(lambda r: r[i]["evs"]), m(lambda r: r[j]["evs"]),
                       m(lambda r: r[i]["evs"] / r[j]["evs"]), m(lambda r: r[i]["bridge_us"]), m(lambda r: r[j]["bridge_us"])))
     print("\n### Throughput (median of %d; bridge pinned to core %d)\n" % (a.runs, a.core))
-    print("| vCon (stored JSON) | records | bridge, snapshots (default) ev/s | bridge, no snapshots ev/s | read+ack baseline ev/s "
+    print("| vCon (stored JSON) | records (default / none) | bridge, snapshots (default) ev/s | bridge, no snapshots ev/s | read+ack baseline ev/s "
           "| default / no snapshots | no snapshots / baseline | peak RSS default / none |")
     print("|---|---|---|---|---|---|---|---|")
     for s in results:
         m = s["med"]
-        print("| %s (%d B) | %d | %.0f | %.0f | %.0f | %.2f | %.2f | %.0f / %.0f MB |" % (
-            s["label"], s["stored"], s["records"], m(lambda r: r[0]["evs"]), m(lambda r: r[1]["evs"]), m(lambda r: r[2]["evs"]),
+        print("| %s (%d B) | %d / %d | %.0f | %.0f | %.0f | %.2f | %.2f | %.0f / %.0f MB |" % (
+            s["label"], s["stored"], s["records"], s["none_records"], m(lambda r: r[0]["evs"]), m(lambda r: r[1]["evs"]), m(lambda r: r[2]["evs"]),
             m(lambda r: r[0]["evs"] / r[1]["evs"]), m(lambda r: r[1]["evs"] / r[2]["evs"]), m(lambda r: r[0]["rss_mb"]), m(lambda r: r[1]["rss_mb"])))
     print("\n### CPU per event (median; microseconds; bridge CPU from /usr/bin/time, start-up included)\n")
     print("| vCon | Redis, default | Redis, no snapshots | Redis, baseline | Redis's snapshot cost | Redis ceiling, default | bridge CPU, default | bridge CPU, no snapshots |")
@@ -337,6 +342,7 @@ def main():
     p.add_argument("--compare", help="another vcon-otel binary, drained in the same repetitions (e.g. an older build)")
     p.add_argument("--sizes", default="5k=40000,100k=20000,2m=1000", help="size=records,... (sizes: %s)" % ",".join(SIZES))
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--none-records", type=int, default=60000, help="records of the stream without snapshots, at least")
     p.add_argument("--core", type=int, default=0, choices=(0, 1), help="the core the bridge is pinned to")
     p.add_argument("--pool", type=int, default=8, help="distinct stored vCons per size")
     p.add_argument("--rate", type=int, default=10000, help="latency run: events/s (0: no latency run)")
