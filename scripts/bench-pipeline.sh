@@ -7,7 +7,7 @@
 # ports and stops every process it started by PID.
 #
 # Usage: scripts/bench-pipeline.sh [bench_pipeline.py options]
-#   e.g. scripts/bench-pipeline.sh --sizes 5k=40000,100k=20000,2m=1000 --runs 3 --rate 10000
+#   e.g. scripts/bench-pipeline.sh --sizes 5k=60000,100k=12000,2m=400 --runs 3 --rate 10000 (the defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tgt="${CARGO_TARGET_DIR:-target}"

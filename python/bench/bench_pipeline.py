@@ -340,7 +340,7 @@ def main():
     p.add_argument("--rejson", required=True, help="the RedisJSON module (.so)")
     p.add_argument("--bridge", help="the vcon-otel binary to measure (default: BIN_DIR/vcon-otel)")
     p.add_argument("--compare", help="another vcon-otel binary, drained in the same repetitions (e.g. an older build)")
-    p.add_argument("--sizes", default="5k=40000,100k=20000,2m=1000", help="size=records,... (sizes: %s)" % ",".join(SIZES))
+    p.add_argument("--sizes", default="5k=60000,100k=12000,2m=400", help="size=records,... (sizes: %s)" % ",".join(SIZES))
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--none-records", type=int, default=60000, help="records of the stream without snapshots, at least")
     p.add_argument("--core", type=int, default=0, choices=(0, 1), help="the core the bridge is pinned to")
