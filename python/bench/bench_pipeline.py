@@ -31,6 +31,7 @@ by its PID. Usage: see `--help`.
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -347,6 +348,7 @@ def main():
     p.add_argument("--pool", type=int, default=8, help="distinct stored vCons per size")
     p.add_argument("--rate", type=int, default=10000, help="latency run: events/s (0: no latency run)")
     p.add_argument("--lat-secs", type=int, default=20)
+    p.add_argument("--keep", action="store_true", help="keep the work directory (bridge logs, arrivals)")
     a = p.parse_args()
     b = Bench(a)
     try:
@@ -365,6 +367,10 @@ def main():
         report(results, lat, a)
     finally:
         b.procs.stop_all()
+        if a.keep:
+            print("logs and arrivals kept in %s" % b.work, file=sys.stderr)
+        else:
+            shutil.rmtree(b.work, ignore_errors=True)
 
 
 if __name__ == "__main__":
