@@ -334,62 +334,99 @@ impl<'a> Parser<'a> {
 
 /// Python's `repr(float)`, as `json.dumps` writes floats (`NaN`, `Infinity`, `-Infinity` included).
 pub fn float_repr(f: f64, out: &mut String) {
+    let mut b = Repr::default();
+    repr_into(f, &mut b);
+    out.push_str(std::str::from_utf8(b.as_bytes()).expect("ASCII"));
+}
+
+/// A float's repr, built on the stack (at most 24 bytes: sign, 17 digits, point, exponent).
+struct Repr {
+    b: [u8; 48],
+    n: usize,
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Repr { b: [0; 48], n: 0 }
+    }
+}
+
+impl Repr {
+    fn push(&mut self, s: &[u8]) {
+        self.b[self.n..self.n + s.len()].copy_from_slice(s);
+        self.n += s.len();
+    }
+
+    fn zeros(&mut self, k: usize) {
+        self.b[self.n..self.n + k].fill(b'0');
+        self.n += k;
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.b[..self.n]
+    }
+}
+
+fn repr_into(f: f64, out: &mut Repr) {
     if f.is_nan() {
-        out.push_str("NaN");
-        return;
+        return out.push(b"NaN");
     }
     if f.is_infinite() {
-        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
-        return;
+        return out.push(if f > 0.0 { b"Infinity" } else { b"-Infinity" });
     }
     if f.is_sign_negative() {
-        out.push('-');
+        out.push(b"-");
     }
     // Shortest round-trip digits with ties to even (Ryu), as Python's repr; Rust's own formatting
     // rounds exact ties up (1505058715994094.25 -> "…094.3", Python says "…094.2").
     let mut buf = ryu::Buffer::new();
-    let text = buf.format_finite(f.abs());
-    let (mant, exp10) = match text.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i32>().expect("exponent")),
+    let text = buf.format_finite(f.abs()).as_bytes();
+    let (mant, exp10) = match text.iter().position(|&c| c == b'e' || c == b'E') {
+        Some(p) => (&text[..p], std::str::from_utf8(&text[p + 1..]).expect("ASCII").parse::<i32>().expect("exponent")),
         None => (text, 0),
     };
-    let (int_part, frac_part) = mant.split_once('.').unwrap_or((mant, ""));
-    let all = format!("{int_part}{frac_part}");
-    let lead = all.len() - all.trim_start_matches('0').len();
-    let digits = all.trim_start_matches('0').trim_end_matches('0');
-    let digits = if digits.is_empty() { "0" } else { digits };
+    let (int_part, frac_part) = match mant.iter().position(|&c| c == b'.') {
+        Some(p) => (&mant[..p], &mant[p + 1..]),
+        None => (mant, &[][..]),
+    };
+    let mut all = [0u8; 48];
+    let len = int_part.len() + frac_part.len();
+    all[..int_part.len()].copy_from_slice(int_part);
+    all[int_part.len()..len].copy_from_slice(frac_part);
+    let lead = all[..len].iter().take_while(|&&c| c == b'0').count();
+    let rest = &all[lead..len];
+    let trail = rest.iter().rev().take_while(|&&c| c == b'0').count();
+    let digits: &[u8] = if trail == rest.len() { b"0" } else { &rest[..rest.len() - trail] };
     // Position of the decimal point relative to the first significant digit.
     let decpt_raw = int_part.len() as i32 - lead as i32 + exp10;
-    let exp = if digits == "0" { 0 } else { decpt_raw - 1 };
-    let digits = digits.to_string();
+    let exp = if digits == b"0" { 0 } else { decpt_raw - 1 };
     let decpt = exp + 1;
     if -4 < decpt && decpt <= 16 {
         if decpt <= 0 {
-            out.push_str("0.");
-            out.extend(std::iter::repeat_n('0', (-decpt) as usize));
-            out.push_str(&digits);
+            out.push(b"0.");
+            out.zeros((-decpt) as usize);
+            out.push(digits);
         } else if (decpt as usize) < digits.len() {
-            out.push_str(&digits[..decpt as usize]);
-            out.push('.');
-            out.push_str(&digits[decpt as usize..]);
+            out.push(&digits[..decpt as usize]);
+            out.push(b".");
+            out.push(&digits[decpt as usize..]);
         } else {
-            out.push_str(&digits);
-            out.extend(std::iter::repeat_n('0', decpt as usize - digits.len()));
-            out.push_str(".0");
+            out.push(digits);
+            out.zeros(decpt as usize - digits.len());
+            out.push(b".0");
         }
     } else {
-        out.push_str(&digits[..1]);
+        out.push(&digits[..1]);
         if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
+            out.push(b".");
+            out.push(&digits[1..]);
         }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
+        out.push(if exp < 0 { b"e-" } else { b"e+" });
         let e = exp.unsigned_abs();
         if e < 10 {
-            out.push('0');
+            out.push(b"0");
         }
-        out.push_str(&e.to_string());
+        out.push(e.to_string().as_bytes());
     }
 }
 
@@ -501,9 +538,9 @@ pub fn write<S: Sink>(out: &mut S, v: &Value<'_>) {
         Value::Bool(false) => out.put(b"false"),
         Value::Int(t) => out.put(t.as_bytes()),
         Value::Float(f) => {
-            let mut s = String::new();
-            float_repr(*f, &mut s);
-            out.put(s.as_bytes());
+            let mut r = Repr::default();
+            repr_into(*f, &mut r);
+            out.put(r.as_bytes());
         }
         Value::Str(s) => put_str(out, s),
         Value::Array(items) => {

@@ -123,8 +123,11 @@ impl Enricher {
             None => keys.iter().map(|_| snapshot::Fetched::default()).collect(),
         };
         let mut out: Vec<Option<Item>> = vec![None; entries.len()];
+        // Each entry moves into its item (no copy of its ID).
+        let mut entries: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+        let mut take = |i: usize| entries[i].take().expect("each entry goes into one item");
         for (i, _) in &rejected {
-            out[*i] = Some(Item::Done(entries[*i].clone()));
+            out[*i] = Some(Item::Done(take(*i)));
         }
         // Hashes by (run, seq) within this read, for `same_as` (the hooks' pre-chain call names the
         // chain_start record it shares a snapshot with; both are written in one round trip).
@@ -155,7 +158,7 @@ impl Enricher {
                 record.module = record.link_name().and_then(|l| self.naming.link_modules.get(l).cloned());
             }
             let chain = self.naming.chain(&record);
-            out[i] = Some(Item::Record(Box::new(Enriched { entry: entries[i].clone(), record, hash, unknown, chain, vcon_json: f.text })));
+            out[i] = Some(Item::Record(Box::new(Enriched { entry: take(i), record, hash, unknown, chain, vcon_json: f.text })));
         }
         Some(out.into_iter().map(|o| o.expect("every entry has an item")).collect())
     }

@@ -1,4 +1,12 @@
 //! Decoding of one record: bytes -> [`Record`] or a [`Rejection`] naming the field and the fix.
+//!
+//! Two paths, one behaviour: a valid record is decoded by the typed fast path ([`typed`]); anything
+//! it does not accept is decoded again by the general path below (a JSON tree, then field by field),
+//! which either accepts it too (e.g. a duplicate field) or produces the rejection with its reason and
+//! message. The checks both paths apply are the functions here (`valid_run`, `valid_uuid`,
+//! `valid_sha256`, `check_event_fields`, `parse_traceparent`).
+
+mod typed;
 
 use super::*;
 use serde_json::{Map, Value};
@@ -22,6 +30,14 @@ pub fn decode(bytes: &[u8]) -> Result<Record, Rejection> {
             format!("record is {} bytes, the limit is {MAX_RECORD_BYTES}", bytes.len()),
         ));
     }
+    if let Some(r) = typed::decode(bytes) {
+        return Ok(r);
+    }
+    general(bytes)
+}
+
+/// The general path: a JSON tree, then field by field with a rejection naming the first problem.
+fn general(bytes: &[u8]) -> Result<Record, Rejection> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| reject(Reason::NotJson, format!("record is not valid JSON: {e}")))?;
     decode_value(value)
@@ -62,7 +78,7 @@ fn decode_value(value: Value) -> Result<Record, Rejection> {
         )
     })?;
     let run = f.req_str("run")?;
-    if run.is_empty() || run.len() > MAX_RUN_LEN || !run.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+    if !valid_run(&run) {
         return Err(reject(
             Reason::BadValue,
             format!("field \"run\": expected 1-{MAX_RUN_LEN} printable ASCII characters without spaces, got {run:?}"),
@@ -167,7 +183,7 @@ fn compliance(cf: &mut Fields<'_>) -> Result<(Compliance, bool), Rejection> {
     };
     let c = match (sha, snap, same, skipped) {
         (Some(h), None, None, None) => {
-            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            if !valid_sha256(&h) {
                 return Err(reject(Reason::BadValue, format!("field \"compliance.sha256\": expected 64 lowercase hex digits, got {h:?}")));
             }
             Compliance::Sha256(h)
@@ -235,8 +251,23 @@ fn check_event_fields(r: &Record) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// `run`: 1-MAX_RUN_LEN printable ASCII characters without spaces.
+fn valid_run(run: &str) -> bool {
+    !run.is_empty() && run.len() <= MAX_RUN_LEN && run.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+/// `vcon_uuid`: 1-MAX_RUN_LEN characters.
+fn valid_uuid(v: &str) -> bool {
+    !v.is_empty() && v.len() <= MAX_RUN_LEN
+}
+
+/// `compliance.sha256`: 64 lowercase hex digits.
+fn valid_sha256(h: &str) -> bool {
+    h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn nonempty(name: &str, v: &str) -> Result<(), Rejection> {
-    if v.is_empty() || v.len() > MAX_RUN_LEN {
+    if !valid_uuid(v) {
         return Err(reject(Reason::BadValue, format!("field {name:?}: expected 1-{MAX_RUN_LEN} characters, got {v:?}")));
     }
     Ok(())
