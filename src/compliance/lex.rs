@@ -209,6 +209,36 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// Whether an entry of the object being read, after the value at the cursor, has `key`
+    /// (look-ahead: structural, `false` where the text is not as expected).
+    pub fn later_key(mut self, key: &str) -> bool {
+        loop {
+            if self.skip_value().is_none() {
+                return false;
+            }
+            self.ws();
+            if self.peek() != Some(b',') {
+                return false;
+            }
+            self.i += 1;
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return false;
+            }
+            match self.string() {
+                Ok(k) if k.is(key) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+            self.ws();
+            if self.peek() != Some(b':') {
+                return false;
+            }
+            self.i += 1;
+            self.ws();
+        }
+    }
+
     fn skip_string(&mut self) -> Option<()> {
         self.i += 1;
         loop {

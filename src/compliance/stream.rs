@@ -433,35 +433,7 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
     /// whose keys `has_key` sees whole).
     fn later_key(&self, from: usize, key: &str) -> bool {
         let Some(Frame::Object(o)) = self.stack.last() else { unreachable!("an object on top") };
-        if o.resolved.is_some() {
-            return false;
-        }
-        let mut lx = Lexer { s: self.lx.s, b: self.lx.b, i: from };
-        loop {
-            if lx.skip_value().is_none() {
-                return false;
-            }
-            lx.ws();
-            if lx.peek() != Some(b',') {
-                return false;
-            }
-            lx.i += 1;
-            lx.ws();
-            if lx.peek() != Some(b'"') {
-                return false;
-            }
-            match lx.string() {
-                Ok(k) if k.is(key) => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-            lx.ws();
-            if lx.peek() != Some(b':') {
-                return false;
-            }
-            lx.i += 1;
-            lx.ws();
-        }
+        o.resolved.is_none() && Lexer { s: self.lx.s, b: self.lx.b, i: from }.later_key(key)
     }
 
     /// The text of the object on top has ended at `end`: write its deferred entries, then close.
