@@ -83,7 +83,8 @@ case ${1:-short} in
     t=$2; shift 2
     # Adds to the kept corpus only the inputs of DIR... that reach new coverage.
     # shellcheck disable=SC2046
-    cargo fuzz run "${opts[@]}" "$t" "fuzz/corpus/$t" "$@" -- -merge=1 $(args_for "$t")
+    # Edges only (-use_counters=0), inputs up to 4 KB: a small corpus that keeps the coverage.
+    cargo fuzz run "${opts[@]}" "$t" "fuzz/corpus/$t" "$@" -- -merge=1 -use_counters=0 $(args_for "$t") -max_len=4096
     ;;
   *) sed -n 2,16p "$0"; exit 64 ;;
 esac
