@@ -12,7 +12,7 @@
 # The kept corpus is read, never written by a run: new inputs go to a temporary directory (or
 # FUZZ_WORK). A crash leaves its input in fuzz/artifacts/TARGET/ and fails the run; the last lines
 # print it. cargo-fuzz is installed by scripts/install-test-deps.sh; the Python of the oracle is
-# VCON_OTEL_FUZZ_PYTHON (default: the test venv's). Targets are built without a sanitizer (-s none):
+# VCON_OTEL_FUZZ_PYTHON (default: the test venv's; "none" compares with the in-memory model only). Targets are built without a sanitizer (-s none):
 # the code under test is safe Rust, and the build needs no nightly-only flag then.
 set -euo pipefail
 cd "$(dirname "$0")/.."
