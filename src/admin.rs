@@ -2,7 +2,7 @@
 //! stream's consumer group is in place and the bridge is not shutting down).
 
 use crate::metrics::Metrics;
-use crate::pipeline::Health;
+use crate::health::Health;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;

@@ -8,12 +8,12 @@
 //! second chain (joined to the first run by `prev_run`). Records go through the same decode,
 //! assemble and export stages as in `run`; only the Redis stream is replaced by a channel.
 
-use crate::ingest::redis_stream::Entry;
+use crate::stream::Entry;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// One simulated chain.
@@ -37,9 +37,7 @@ pub fn chains_by_links() -> std::collections::HashMap<Vec<String>, String> {
     CHAINS.iter().map(|c| (c.links.iter().map(|l| l.to_string()).collect(), c.name.to_string())).collect()
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-}
+use crate::clock::now_ns;
 
 /// Settings of the simulation.
 #[derive(Debug, Clone)]
@@ -89,7 +87,7 @@ struct Worker {
 impl Worker {
     async fn emit(&self, record: Value) -> bool {
         let id = format!("demo-{}", self.ids.fetch_add(1, Ordering::SeqCst));
-        self.tx.send(Entry { id, payload: Some(record.to_string().into_bytes()) }).await.is_ok()
+        self.tx.send(Entry { id, payload: Some(record.to_string().into_bytes().into()) }).await.is_ok()
     }
 
     /// One vCon through its chains; false when the pipeline is gone. Now and then a misbehaving
@@ -227,5 +225,50 @@ impl Worker {
             }
         }
         Some(Some(current))
+    }
+}
+
+/// `vcon-otel demo`: the simulated conserver through the same `Bridge::run` as `vcon-otel run`,
+/// with an in-process source instead of the Redis stream.
+pub async fn run(admin_addr: std::net::SocketAddr, opts: Options, idle_timeout_secs: u64, quiet: bool) -> std::process::ExitCode {
+    use crate::export::terminal::Terminal;
+    let mut cfg = match crate::config::validate(crate::config::RawConfig::default(), &|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(p) => {
+            eprint!("{p}");
+            return std::process::ExitCode::from(78);
+        }
+    };
+    cfg.idle_timeout = Duration::from_secs(idle_timeout_secs.max(1));
+    if let Some(e) = &cfg.export {
+        tracing::info!(endpoint = %e.endpoint, "also exporting over OTLP");
+    }
+    let terminal = if quiet { Terminal::new(Box::new(std::io::sink())) } else { Terminal::default() };
+    let (tx, rx) = mpsc::channel(4096);
+    // As if the user had pointed `conserver.config_file` at the simulated conserver's config.yml.
+    let naming = crate::enrich::Naming { chains_by_links: chains_by_links(), ..Default::default() };
+    let bridge = match crate::Bridge::demo(cfg, rx, terminal, naming) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(78);
+        }
+    };
+    let admin = match tokio::net::TcpListener::bind(admin_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("--admin-addr {admin_addr}: cannot listen: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let producer = tokio::spawn(produce(tx, opts));
+    let result = bridge.run(crate::Listeners { admin: Some(admin), ingest: None }, crate::bridge::shutdown_signal()).await;
+    producer.abort();
+    match result {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

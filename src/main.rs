@@ -10,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vcon_otel::{config, demo, metrics::Metrics, pipeline};
+use vcon_otel::{config, demo, Bridge, Listeners};
 
 #[derive(Parser)]
 #[command(name = "vcon-otel", version, about = "vCon Server tracer events -> OpenTelemetry traces and Prometheus metrics")]
@@ -121,58 +121,8 @@ fn main() -> ExitCode {
                 ExitCode::from(78)
             }
         },
-        Command::Hash { files, canonical } => {
-            let mut ok = true;
-            for f in files {
-                if canonical {
-                    use std::io::Write;
-                    match std::fs::read(&f).map_err(|e| e.to_string()).and_then(|b| vcon_otel::compliance::canonical_bytes(&b).map_err(|e| e.to_string())) {
-                        Ok(bytes) => {
-                            let _ = std::io::stdout().write_all(&bytes);
-                            println!();
-                        }
-                        Err(e) => {
-                            eprintln!("{}: {e}", f.display());
-                            ok = false;
-                        }
-                    }
-                    continue;
-                }
-                match std::fs::read(&f).map_err(|e| e.to_string()).and_then(|b| vcon_otel::compliance::vcon_hash_with_sha512(&b).map_err(|e| e.to_string())) {
-                    Ok(h) => println!("{}  {}  {}", h.sha256_hex, h.sha512_token.unwrap_or_default(), f.display()),
-                    Err(e) => {
-                        eprintln!("{}: {e}", f.display());
-                        ok = false;
-                    }
-                }
-            }
-            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
-        }
-        Command::Verify { vcon, audit_log, vcon_uuid } => {
-            use vcon_otel::compliance::audit_log::{verify, Verdict};
-            let bytes = match std::fs::read(&vcon) {
-                Ok(b) => b,
-                Err(e) => {
-                    eprintln!("{}: {e}", vcon.display());
-                    return ExitCode::from(64);
-                }
-            };
-            match verify(&bytes, &audit_log, vcon_uuid.as_deref()) {
-                Ok(v) => {
-                    match &v {
-                        Verdict::Ok { runs, steps } => println!("ok: the vCon matches the last recorded step; {runs} run(s), {steps} step(s), every chain intact"),
-                        Verdict::VconMismatch { expected, actual, record } => println!("MISMATCH: the vCon hashes to {actual}, the last recorded step ({record}) says {expected}"),
-                        Verdict::ChainBroken { at, record_id, why } => println!("BROKEN at {at} (record {record_id}): {why}"),
-                        Verdict::NoRecords => println!("no audit record names this vCon"),
-                    }
-                    ExitCode::from(v.exit_code())
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(64)
-                }
-            }
-        }
+        Command::Hash { files, canonical } => hash(files, canonical),
+        Command::Verify { vcon, audit_log, vcon_uuid } => verify(vcon, audit_log, vcon_uuid),
         Command::Ids { vcon_uuid, run, links } => {
             use vcon_otel::ids::{span_id, trace_id, SpanRole};
             println!("trace_id {}", hex::encode(trace_id(&vcon_uuid, &run)));
@@ -194,40 +144,110 @@ fn main() -> ExitCode {
             if let Some(a) = admin_addr {
                 cfg.admin_addr = a;
             }
-            let settings = match vcon_otel::assemble_settings(&cfg) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(78);
-                }
-            };
-            runtime().block_on(async move {
-                let metrics = std::sync::Arc::new(Metrics::new(cfg.max_label_values));
-                let health = std::sync::Arc::new(pipeline::Health::default());
-                let listener = match tokio::net::TcpListener::bind(cfg.admin_addr).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        eprintln!("admin.addr={}: cannot listen: {e}", cfg.admin_addr);
-                        return ExitCode::FAILURE;
-                    }
-                };
-                tracing::info!(addr = %cfg.admin_addr, "admin listener: /metrics /healthz /readyz");
-                vcon_otel::admin::spawn(listener, metrics.clone(), health.clone());
-                let parts = pipeline::Parts { config: cfg, metrics, health, settings };
-                match pipeline::run_bridge(parts, vcon_otel::shutdown_signal()).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        tracing::error!(error = %e, "bridge failed");
-                        eprintln!("{e}");
-                        ExitCode::FAILURE
-                    }
-                }
-            })
+            runtime().block_on(run(cfg))
         }
         Command::Demo { admin_addr, vcons, workers, pace_ms, idle_timeout_secs, quiet } => {
             init_logs(&cli.log_format);
             let opts = demo::Options { vcons, workers, pace: std::time::Duration::from_millis(pace_ms) };
-            runtime().block_on(vcon_otel::run_demo(admin_addr, opts, idle_timeout_secs, quiet))
+            runtime().block_on(demo::run(admin_addr, opts, idle_timeout_secs, quiet))
+        }
+    }
+}
+
+/// `vcon-otel hash`: exit 0 when every file hashed, 1 when any could not be read or parsed.
+fn hash(files: Vec<PathBuf>, canonical: bool) -> ExitCode {
+    let mut ok = true;
+    for f in files {
+        if canonical {
+            use std::io::Write;
+            match std::fs::read(&f).map_err(|e| e.to_string()).and_then(|b| vcon_otel::compliance::canonical_bytes(&b).map_err(|e| e.to_string())) {
+                Ok(bytes) => {
+                    let _ = std::io::stdout().write_all(&bytes);
+                    println!();
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", f.display());
+                    ok = false;
+                }
+            }
+            continue;
+        }
+        match std::fs::read(&f).map_err(|e| e.to_string()).and_then(|b| vcon_otel::compliance::vcon_hash_with_sha512(&b).map_err(|e| e.to_string())) {
+            Ok(h) => println!("{}  {}  {}", h.sha256_hex, h.sha512_token.unwrap_or_default(), f.display()),
+            Err(e) => {
+                eprintln!("{}: {e}", f.display());
+                ok = false;
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// `vcon-otel verify`: exit codes as documented on the command.
+fn verify(vcon: PathBuf, audit_log: Vec<PathBuf>, vcon_uuid: Option<String>) -> ExitCode {
+    use vcon_otel::compliance::audit_log::{verify, Verdict};
+    let bytes = match std::fs::read(&vcon) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{}: {e}", vcon.display());
+            return ExitCode::from(64);
+        }
+    };
+    match verify(&bytes, &audit_log, vcon_uuid.as_deref()) {
+        Ok(v) => {
+            match &v {
+                Verdict::Ok { runs, steps } => println!("ok: the vCon matches the last recorded step; {runs} run(s), {steps} step(s), every chain intact"),
+                Verdict::VconMismatch { expected, actual, record } => println!("MISMATCH: the vCon hashes to {actual}, the last recorded step ({record}) says {expected}"),
+                Verdict::ChainBroken { at, record_id, why } => println!("BROKEN at {at} (record {record_id}): {why}"),
+                Verdict::NoRecords => println!("no audit record names this vCon"),
+            }
+            ExitCode::from(v.exit_code())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(64)
+        }
+    }
+}
+
+/// `vcon-otel run`: build (exit 78 on a configuration problem), bind, run, drain.
+async fn run(cfg: config::Config) -> ExitCode {
+    let admin_addr = cfg.admin_addr;
+    let ingest_addr = cfg.http_ingest.as_ref().map(|h| h.addr);
+    let bridge = match Bridge::build(cfg) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(78);
+        }
+    };
+    let admin = match tokio::net::TcpListener::bind(admin_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("admin.addr={admin_addr}: cannot listen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ingest = match ingest_addr {
+        Some(a) => match tokio::net::TcpListener::bind(a).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("http_ingest.addr={a}: cannot listen: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    match bridge.run(Listeners { admin: Some(admin), ingest }, vcon_otel::bridge::shutdown_signal()).await {
+        Ok(report) if report.is_clean() => ExitCode::SUCCESS,
+        Ok(report) => {
+            eprintln!("stages still running at the end of shutdown_grace_secs: {}", report.missed.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "bridge failed");
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }

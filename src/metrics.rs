@@ -118,7 +118,11 @@ pub struct Metrics {
     pub dead_letters: Family<StageLabel, Counter>,
     pub http_requests: Family<StatusLabel, Counter>,
     pub spans_exported: Family<OutcomeLabel, Counter>,
+    pub spans_dropped: Family<ReasonLabel, Counter>,
     pub export_retries: Family<ReasonLabel, Counter>,
+    pub export_duration: Family<OutcomeLabel, Histogram, fn() -> Histogram>,
+    pub audit_writes: Family<OutcomeLabel, Counter>,
+    pub runs_evicted: Counter,
     pub export_batch_spans: Histogram,
     pub tracer_duration: Family<TracerLabels, Histogram, fn() -> Histogram>,
     pub tracer_calls: Family<TracerLabels, Counter>,
@@ -149,7 +153,11 @@ impl Metrics {
             dead_letters: Family::default(),
             http_requests: Family::default(),
             spans_exported: Family::default(),
+            spans_dropped: Family::default(),
             export_retries: Family::default(),
+            export_duration: Family::new_with_constructor(histogram),
+            audit_writes: Family::default(),
+            runs_evicted: Counter::default(),
             export_batch_spans: Histogram::new([1.0, 8.0, 32.0, 128.0, 512.0, 2048.0, 8192.0].into_iter()),
             tracer_duration: Family::new_with_constructor(histogram),
             tracer_calls: Family::default(),
@@ -175,7 +183,11 @@ impl Metrics {
         r.register("vcon_otel_dead_letters", "Entries written to the dead-letter stream, by stage", m.dead_letters.clone());
         r.register("vcon_otel_http_requests", "POST /v1/events answers by status code", m.http_requests.clone());
         r.register("vcon_otel_spans_exported", "Spans by export outcome", m.spans_exported.clone());
+        r.register("vcon_otel_spans_dropped", "Spans not offered to the exporter because its queue was full (tracer outcome spans only), by reason", m.spans_dropped.clone());
         r.register("vcon_otel_export_retries", "Retried OTLP export attempts, by reason", m.export_retries.clone());
+        r.register("vcon_otel_export_duration_seconds", "Time of one OTLP export request, by outcome", m.export_duration.clone());
+        r.register("vcon_otel_audit_log_writes", "Audit log batch writes (append + fsync), by outcome", m.audit_writes.clone());
+        r.register("vcon_otel_runs_evicted", "Open runs closed as incomplete to stay within runs.max_open or the held-entry bound", m.runs_evicted.clone());
         r.register("vcon_otel_export_batch_spans", "Spans per OTLP export request", m.export_batch_spans.clone());
         r.register("vcon_otel_tracer_duration_seconds", "Time of one tracer invocation", m.tracer_duration.clone());
         r.register("vcon_otel_tracer_calls", "Tracer invocations by outcome", m.tracer_calls.clone());

@@ -121,7 +121,7 @@ def health():
     b.row("Export")
     b.panel("Spans exported by outcome", [("sum by (outcome) (rate(vcon_otel_spans_exported_total[%s]))" % RI, "{{outcome}}")], "reqps")
     b.panel("Export retries by reason", [("sum by (reason) (rate(vcon_otel_export_retries_total[%s]))" % RI, "{{reason}}")], "reqps")
-    b.panel("Export latency p99", [("histogram_quantile(0.99, sum by (le) (rate(vcon_otel_tracer_duration_seconds_bucket{tracer=\"otlp_export\"}[%s])))" % RI, "p99")], "s")
+    b.panel("Export latency p99", [("histogram_quantile(0.99, sum by (le) (rate(vcon_otel_export_duration_seconds_bucket[%s])))" % RI, "p99")], "s")
     b.panel("Spans per request", [("histogram_quantile(0.5, sum by (le) (rate(vcon_otel_export_batch_spans_bucket[%s])))" % RI, "median")], "short")
     b.row("Failures")
     b.panel("Dead letters", [("sum by (stage) (rate(vcon_otel_dead_letters_total[%s]))" % RI, "{{stage}}")], "reqps")

@@ -37,6 +37,16 @@ pub struct VconHash {
     pub canonical_len: u64,
 }
 
+/// The compliance hash of the vCon at one step of a run, as the spans carry it
+/// (`docs/compliance.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepHash {
+    pub sha256_hex: String,
+    pub sha512_token: Option<String>,
+    /// Entries in `parties`, `dialog`, `analysis`, `attachments`, when the document was seen.
+    pub counts: Option<[u64; 4]>,
+}
+
 /// Why a stored document cannot be hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HashError {

@@ -3,10 +3,12 @@
 //! delay when it sent one) and permanent.
 //!
 //! Contract: [`Client::send`] makes one attempt, never retries, and returns within the configured
-//! timeout. Retrying is the caller's job (`export::run`).
+//! timeout (its own deadline, so an expiry is classified as a timeout, never as "unavailable").
+//! Retrying is the caller's job (`export::Stage`, through `retry`).
 
 use crate::config::{Compression, Export, Protocol};
 use crate::otlp::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use crate::retry::{Failure, Reason};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
 use std::io::Write;
@@ -23,18 +25,6 @@ pub struct Accepted {
     pub message: String,
 }
 
-/// The collector did not take the request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// Try again later: gRPC UNAVAILABLE/RESOURCE_EXHAUSTED/…, HTTP 429/502/503/504, timeouts and
-    /// connection failures. `delay` is the server's requested delay, when given.
-    #[error("retryable ({reason}): {detail}")]
-    Retryable { reason: &'static str, delay: Option<Duration>, detail: String },
-    /// Sending the same request again will fail again (bad request, unauthenticated, …).
-    #[error("permanent: {detail}")]
-    Permanent { detail: String },
-}
-
 /// Why a configured client could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("export.{key}: {message}")]
@@ -45,14 +35,18 @@ pub struct BuildError {
 
 /// One OTLP client.
 pub enum Client {
-    Grpc { client: TraceServiceClient<Channel>, headers: Vec<(MetadataKey<tonic::metadata::Ascii>, MetadataValue<tonic::metadata::Ascii>)> },
+    Grpc {
+        client: TraceServiceClient<Channel>,
+        headers: Vec<(MetadataKey<tonic::metadata::Ascii>, MetadataValue<tonic::metadata::Ascii>)>,
+        timeout: Duration,
+    },
     Http { client: reqwest::Client, url: String, compression: Compression },
 }
 
 impl Client {
     /// Builds a client; connects lazily, so a collector that is down at start-up is not an error.
     pub fn new(cfg: &Export) -> Result<Client, BuildError> {
-        crate::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let read = |key: &'static str, p: &std::path::Path| {
             std::fs::read(p).map_err(|e| BuildError { key, message: format!("cannot read {}: {e}", p.display()) })
         };
@@ -60,7 +54,6 @@ impl Client {
             Protocol::Grpc => {
                 let mut ep = Endpoint::from_shared(cfg.endpoint.clone())
                     .map_err(|e| BuildError { key: "endpoint", message: format!("{:?}: {e}", cfg.endpoint) })?
-                    .timeout(cfg.timeout)
                     .connect_timeout(cfg.timeout);
                 if cfg.endpoint.starts_with("https://") || cfg.ca_file.is_some() {
                     let mut tls = ClientTlsConfig::new().with_native_roots();
@@ -86,7 +79,7 @@ impl Client {
                         .map_err(|e| BuildError { key: "headers", message: format!("value of {k:?}: {e}") })?;
                     headers.push((key, value));
                 }
-                Ok(Client::Grpc { client, headers })
+                Ok(Client::Grpc { client, headers, timeout: cfg.timeout })
             }
             Protocol::HttpProtobuf => {
                 let mut hm = reqwest::header::HeaderMap::new();
@@ -117,16 +110,20 @@ impl Client {
     }
 
     /// One export attempt.
-    pub async fn send(&mut self, req: &ExportTraceServiceRequest) -> Result<Accepted, SendError> {
+    pub async fn send(&self, req: &ExportTraceServiceRequest) -> Result<Accepted, Failure> {
         match self {
-            Client::Grpc { client, headers } => {
+            Client::Grpc { client, headers, timeout } => {
                 let mut request = tonic::Request::new(req.clone());
+                // Tells the server our deadline (grpc-timeout); we enforce it ourselves below.
+                request.set_timeout(*timeout);
                 for (k, v) in headers.iter() {
                     request.metadata_mut().insert(k.clone(), v.clone());
                 }
-                match client.export(request).await {
-                    Ok(resp) => Ok(accepted(resp.into_inner())),
-                    Err(status) => Err(classify_grpc(&status)),
+                let mut client = client.clone();
+                match tokio::time::timeout(*timeout, client.export(request)).await {
+                    Err(_) => Err(Failure::timeout("OTLP/gRPC export", *timeout)),
+                    Ok(Ok(resp)) => Ok(accepted(resp.into_inner())),
+                    Ok(Err(status)) => Err(classify_grpc(&status)),
                 }
             }
             Client::Http { client, url, compression } => {
@@ -143,11 +140,7 @@ impl Client {
                 if let Some(e) = encoding {
                     rb = rb.header("content-encoding", e);
                 }
-                let resp = rb.send().await.map_err(|e| SendError::Retryable {
-                    reason: if e.is_timeout() { "timeout" } else { "transport" },
-                    delay: None,
-                    detail: format!("POST {url}: {e}"),
-                })?;
+                let resp = rb.send().await.map_err(|e| Failure::from_reqwest(&e, &format!("POST {url}")))?;
                 let status = resp.status().as_u16();
                 let retry_after = resp
                     .headers()
@@ -170,17 +163,20 @@ fn accepted(resp: ExportTraceServiceResponse) -> Accepted {
 }
 
 /// Maps an HTTP answer to an outcome (OTLP/HTTP spec: 429, 502, 503, 504 are retryable).
-pub fn classify_http(status: u16, retry_after: Option<Duration>, body: &[u8], url: &str) -> Result<Accepted, SendError> {
+pub fn classify_http(status: u16, retry_after: Option<Duration>, body: &[u8], url: &str) -> Result<Accepted, Failure> {
     match status {
         200..=299 => Ok(ExportTraceServiceResponse::decode(body).map(accepted).unwrap_or(Accepted {
             rejected_spans: 0,
             message: String::new(),
         })),
-        429 => Err(SendError::Retryable { reason: "throttled", delay: retry_after, detail: format!("POST {url}: HTTP 429") }),
-        502..=504 => Err(SendError::Retryable { reason: "unavailable", delay: retry_after, detail: format!("POST {url}: HTTP {status}") }),
+        429 => Err(Failure::Throttled { delay: retry_after, detail: format!("POST {url}: HTTP 429") }),
+        502..=504 => match retry_after {
+            Some(_) => Err(Failure::Throttled { delay: retry_after, detail: format!("POST {url}: HTTP {status}") }),
+            None => Err(Failure::retryable(Reason::Unavailable, format!("POST {url}: HTTP {status}"))),
+        },
         _ => {
             let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-            Err(SendError::Permanent { detail: format!("POST {url}: HTTP {status} {text}") })
+            Err(Failure::permanent(Reason::Rejected, format!("POST {url}: HTTP {status} {text}")))
         }
     }
 }
@@ -225,19 +221,37 @@ fn retry_delay(details: &[u8]) -> Option<Duration> {
 }
 
 /// Maps a gRPC status to an outcome (OTLP/gRPC spec's retryable codes).
-pub fn classify_grpc(status: &tonic::Status) -> SendError {
+///
+/// A server's `RetryInfo` delay makes any retryable code `Throttled` with that delay. Transport
+/// failures (no connection) reach us as `UNAVAILABLE` or `UNKNOWN` with a transport error as the
+/// status' source: retryable, never permanent.
+pub fn classify_grpc(status: &tonic::Status) -> Failure {
     use tonic::Code::*;
     let detail = format!("gRPC {:?}: {}", status.code(), status.message());
-    let delay = retry_delay(status.details());
-    match status.code() {
-        Unavailable | Cancelled | Aborted | OutOfRange | DataLoss => SendError::Retryable { reason: "unavailable", delay, detail },
-        DeadlineExceeded => SendError::Retryable { reason: "timeout", delay, detail },
-        ResourceExhausted => SendError::Retryable { reason: "throttled", delay, detail },
-        Unknown if status.message().contains("transport") || status.message().contains("connect") => {
-            SendError::Retryable { reason: "transport", delay, detail }
-        }
-        _ => SendError::Permanent { detail },
+    let reason = match status.code() {
+        Unavailable | Cancelled | Aborted | OutOfRange | DataLoss => Reason::Unavailable,
+        DeadlineExceeded => Reason::Timeout,
+        ResourceExhausted => Reason::Throttled,
+        Unknown if is_transport(status) => Reason::Transport,
+        _ => return Failure::permanent(Reason::Rejected, detail),
+    };
+    match retry_delay(status.details()) {
+        Some(d) => Failure::Throttled { delay: Some(d), detail },
+        None if reason == Reason::Throttled => Failure::Throttled { delay: None, detail },
+        None => Failure::retryable(reason, detail),
     }
+}
+
+/// Whether a status wraps a transport error (connection refused, reset, TLS) from the channel.
+fn is_transport(status: &tonic::Status) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = src {
+        if e.is::<tonic::transport::Error>() || e.is::<std::io::Error>() {
+            return true;
+        }
+        src = e.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -246,9 +260,10 @@ mod tests {
 
     #[test]
     fn http_statuses_map_to_the_otlp_retry_rules() {
-        assert!(matches!(classify_http(503, Some(Duration::from_secs(2)), b"", "u"), Err(SendError::Retryable { delay: Some(d), .. }) if d == Duration::from_secs(2)));
-        assert!(matches!(classify_http(429, None, b"", "u"), Err(SendError::Retryable { reason: "throttled", .. })));
-        assert!(matches!(classify_http(400, None, b"bad", "u"), Err(SendError::Permanent { .. })));
+        assert!(matches!(classify_http(503, Some(Duration::from_secs(2)), b"", "u"), Err(Failure::Throttled { delay: Some(d), .. }) if d == Duration::from_secs(2)));
+        assert!(matches!(classify_http(429, None, b"", "u"), Err(Failure::Throttled { delay: None, .. })));
+        assert_eq!(classify_http(503, None, b"", "u").unwrap_err().reason(), Reason::Unavailable);
+        assert!(matches!(classify_http(400, None, b"bad", "u"), Err(Failure::Permanent { .. })));
         assert_eq!(classify_http(200, None, b"", "u").unwrap().rejected_spans, 0);
     }
 
@@ -261,7 +276,8 @@ mod tests {
             details: vec![ProtoAny { type_url: "type.googleapis.com/google.rpc.RetryInfo".into(), value: ri.encode_to_vec() }],
         };
         let status = tonic::Status::with_details(tonic::Code::Unavailable, "down", st.encode_to_vec().into());
-        assert!(matches!(classify_grpc(&status), SendError::Retryable { delay: Some(d), .. } if d == Duration::from_secs(3)));
-        assert!(matches!(classify_grpc(&tonic::Status::invalid_argument("x")), SendError::Permanent { .. }));
+        assert!(matches!(classify_grpc(&status), Failure::Throttled { delay: Some(d), .. } if d == Duration::from_secs(3)));
+        assert!(matches!(classify_grpc(&tonic::Status::invalid_argument("x")), Failure::Permanent { .. }));
+        assert_eq!(classify_grpc(&tonic::Status::deadline_exceeded("late")).reason(), Reason::Timeout);
     }
 }

@@ -38,17 +38,15 @@ pub fn router(token: String, max_body: usize, conn: ConnectionManager, stream: S
         .with_state(AppState { token: Arc::new(token), conn, stream: Arc::new(stream), metrics })
 }
 
-/// Binds `cfg.addr` and serves until `stop` turns true.
-pub async fn serve(
+/// Serves on `listener` (bound by the caller to `http_ingest.addr`) until `stop` turns true.
+pub fn serve(
+    listener: tokio::net::TcpListener,
     cfg: HttpIngest,
     conn: ConnectionManager,
     stream: String,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(cfg.addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("http_ingest.addr={}: cannot listen: {e}", cfg.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "POST /v1/events listening");
     let app = router(cfg.token, cfg.max_body_bytes, conn, stream, metrics);
     Ok(tokio::spawn(async move {
@@ -93,7 +91,7 @@ async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Resul
     let mut encoded = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let text = item.to_string();
-        if let Err(why) = event::decode_value(item) {
+        if let Err(why) = event::decode(text.as_bytes()) {
             return answer(
                 &st.metrics,
                 StatusCode::BAD_REQUEST,

@@ -7,7 +7,9 @@
 //! domain is used), `entity/get` then `entity/create` for each entity not seen yet (cached),
 //! `event/produce` with the step's `Vcon.hash` (or the vCon itself when `hash_event_data` is false).
 
-use super::{Delivered, Step, TracerError};
+use super::{Build, Built, Delivered, Step, Tracer};
+use crate::retry::{self, Failure, Reason};
+use futures::future::BoxFuture;
 use crate::event::EventKind;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -22,7 +24,6 @@ fn yes() -> bool {
 
 /// Options (upstream's names; `*_env` read a secret from the environment instead).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     pub data_store_api_url: String,
     #[serde(default)]
@@ -68,28 +69,24 @@ fn secret(value: &Option<String>, env: &Option<String>) -> String {
 
 impl Jlinc {
     pub fn new(cfg: Config) -> Jlinc {
-        crate::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let key = secret(&cfg.data_store_api_key, &cfg.data_store_api_key_env);
         let archive_key = secret(&cfg.archive_api_key, &cfg.archive_api_key_env);
         Jlinc { cfg, key, archive_key, http: reqwest::Client::new(), domain: None, entities: HashSet::new() }
     }
 
-    pub fn hash_event_data(&self) -> bool {
-        self.cfg.hash_event_data
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Result<Value, TracerError> {
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
         let url = format!("{}/api/v1/data/{path}", self.cfg.data_store_api_url.trim_end_matches('/'));
         let what = format!("POST {url}");
-        let resp = self.http.post(&url).bearer_auth(&self.key).json(body).send().await.map_err(|e| TracerError::from_reqwest(&e, &what))?;
+        let resp = self.http.post(&url).bearer_auth(&self.key).json(body).send().await.map_err(|e| Failure::from_reqwest(&e, &what))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
-            return Err(TracerError::from_status(status, super::retry_after(resp.headers()), &what));
+            return Err(Failure::from_http_status(status, retry::retry_after(resp.headers()), &what));
         }
-        resp.json::<Value>().await.map_err(|e| TracerError::Permanent { detail: format!("{what}: the answer is not JSON: {e}") })
+        resp.json::<Value>().await.map_err(|e| Failure::permanent(Reason::Rejected, format!("{what}: the answer is not JSON: {e}")))
     }
 
-    async fn ensure_entity(&mut self, name: &str) -> Result<(), TracerError> {
+    async fn ensure_entity(&mut self, name: &str) -> Result<(), Failure> {
         if self.entities.contains(name) {
             return Ok(());
         }
@@ -98,13 +95,13 @@ impl Jlinc {
             e = self.post("entity/create", &json!({"shortName": name})).await?;
         }
         if e.get("didDoc").is_none() {
-            return Err(TracerError::Permanent { detail: format!("JLINC entity {name}: neither found nor created (no didDoc)") });
+            return Err(Failure::permanent(Reason::Rejected, format!("JLINC entity {name}: neither found nor created (no didDoc)")));
         }
         self.entities.insert(name.to_string());
         Ok(())
     }
 
-    pub async fn handle(&mut self, step: &Step<'_>) -> Result<Delivered, TracerError> {
+    async fn deliver(&mut self, step: &Step<'_>) -> Result<Delivered, Failure> {
         let r = step.record;
         if r.event != EventKind::TracerCall {
             return Ok(Delivered { skipped: true, ..Default::default() });
@@ -114,9 +111,7 @@ impl Jlinc {
         let prefix = sanitize(&self.cfg.system_prefix);
         if self.domain.is_none() {
             let domains = self.post("entity/domains/get", &json!({})).await?;
-            let first = domains.as_array().and_then(|a| a.first()).and_then(|d| d.as_str()).ok_or_else(|| TracerError::Permanent {
-                detail: "JLINC entity/domains/get returned no domain".into(),
-            })?;
+            let first = domains.as_array().and_then(|a| a.first()).and_then(|d| d.as_str()).ok_or_else(|| Failure::permanent(Reason::Rejected, "JLINC entity/domains/get returned no domain"))?;
             self.domain = Some(first.to_string());
         }
         let domain = self.domain.clone().expect("set above");
@@ -141,13 +136,13 @@ impl Jlinc {
             self.ensure_entity(&recipient).await?;
         }
         let data = if self.cfg.hash_event_data {
-            let h = step.hash.ok_or_else(|| TracerError::Permanent {
-                detail: "no compliance hash for this step (the producer sent no snapshot; set snapshot: copy)".into(),
+            let h = step.hash.ok_or_else(|| {
+                Failure::permanent(Reason::Rejected, "no compliance hash for this step (the producer sent no snapshot; set snapshot: copy)")
             })?;
             json!({"hash": h.sha256_hex})
         } else {
-            let text = step.vcon_json.ok_or_else(|| TracerError::Permanent { detail: "no vCon snapshot for this step".into() })?;
-            serde_json::from_slice::<Value>(text).map_err(|e| TracerError::Permanent { detail: format!("snapshot is not JSON: {e}") })?
+            let text = step.vcon_json.ok_or_else(|| Failure::permanent(Reason::Rejected, "no vCon snapshot for this step"))?;
+            serde_json::from_slice::<Value>(text).map_err(|e| Failure::permanent(Reason::Rejected, format!("snapshot is not JSON: {e}")))?
         };
         let body = json!({
             "type": "data",
@@ -165,7 +160,7 @@ impl Jlinc {
         if let Some(e) = event_id {
             d.attributes.push(("jlinc.event_id".into(), e));
         } else {
-            return Err(TracerError::Permanent { detail: "JLINC event/produce answered without created.eventId".into() });
+            return Err(Failure::permanent(Reason::Rejected, "JLINC event/produce answered without created.eventId"));
         }
         if let Some(s) = sig {
             d.attributes.push(("jlinc.signature_type".into(), s));
@@ -173,5 +168,28 @@ impl Jlinc {
         d.attributes.push(("jlinc.sender".into(), sender));
         d.attributes.push(("jlinc.recipient".into(), recipient));
         Ok(d)
+    }
+}
+
+impl Tracer for Jlinc {
+    fn needs_vcon(&self) -> bool {
+        !self.cfg.hash_event_data
+    }
+
+    fn handle<'a>(&'a mut self, steps: &'a [Step<'a>]) -> BoxFuture<'a, Result<Delivered, Failure>> {
+        Box::pin(self.deliver(&steps[0]))
+    }
+}
+
+impl Build for Config {
+    fn check(&self) -> Result<(), String> {
+        match self.sender_mode.as_deref() {
+            None | Some("intended") | Some("upstream") => Ok(()),
+            Some(other) => Err(format!("sender_mode {other:?} is not intended or upstream")),
+        }
+    }
+
+    fn build(self) -> Result<Built, String> {
+        Ok(Built::Consumer(Box::new(Jlinc::new(self))))
     }
 }

@@ -5,11 +5,12 @@
 //! (`record_id` is unique: `{run}:{seq}`). A lost connection (server restart) is a retryable failure:
 //! the next attempt reconnects, and the entries stay unacknowledged until the batch is committed.
 
-use super::{Delivered, Step, TracerError};
+use super::{Build, Built, Delivered, Step, Tracer};
+use crate::retry::{Failure, Reason};
+use futures::future::BoxFuture;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     /// `postgres://user:password@host:port/database` (or `url_env` naming a variable holding it).
     #[serde(default)]
@@ -50,11 +51,11 @@ impl Postgres {
         Ok(Postgres { url, table, client: None })
     }
 
-    async fn client(&mut self) -> Result<&tokio_postgres::Client, TracerError> {
+    async fn client(&mut self) -> Result<&tokio_postgres::Client, Failure> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
                 .await
-                .map_err(|e| TracerError::Retryable { detail: format!("connect to PostgreSQL: {e}"), delay: None })?;
+                .map_err(|e| Failure::retryable(Reason::Transport, format!("connect to PostgreSQL: {e}")))?;
             tokio::spawn(async move {
                 let _ = connection.await;
             });
@@ -71,7 +72,7 @@ impl Postgres {
     }
 
     /// Writes one row per step in one transaction.
-    pub async fn handle_batch(&mut self, steps: &[Step<'_>]) -> Result<Delivered, TracerError> {
+    async fn write(&mut self, steps: &[Step<'_>]) -> Result<Delivered, Failure> {
         if steps.is_empty() {
             return Ok(Delivered { skipped: true, ..Default::default() });
         }
@@ -121,14 +122,36 @@ impl Postgres {
 }
 
 /// Connection problems and server shutdowns are retryable; constraint or syntax errors are not.
-fn classify(e: &tokio_postgres::Error, what: &str) -> TracerError {
+fn classify(e: &tokio_postgres::Error, what: &str) -> Failure {
     let retryable = e.is_closed()
         || e.as_db_error().is_none()
         || e.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57") || c.code().starts_with("53"));
     if retryable {
-        TracerError::Retryable { detail: format!("{what}: {e}"), delay: None }
+        Failure::retryable(Reason::Transport, format!("{what}: {e}"))
     } else {
-        TracerError::Permanent { detail: format!("{what}: {e}") }
+        Failure::permanent(Reason::Rejected, format!("{what}: {e}"))
+    }
+}
+
+impl Tracer for Postgres {
+    fn batches(&self) -> bool {
+        true
+    }
+
+    fn handle<'a>(&'a mut self, steps: &'a [Step<'a>]) -> BoxFuture<'a, Result<Delivered, Failure>> {
+        Box::pin(self.write(steps))
+    }
+}
+
+impl Build for Config {
+    fn check(&self) -> Result<(), String> {
+        valid_table(&self.table)
+            .then_some(())
+            .ok_or_else(|| format!("table {:?} is not an identifier (letters, digits, _; optionally schema.table)", self.table))
+    }
+
+    fn build(self) -> Result<Built, String> {
+        Ok(Built::Consumer(Box::new(Postgres::new(self)?)))
     }
 }
 

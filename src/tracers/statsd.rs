@@ -2,12 +2,14 @@
 //! (`{prefix}.events.{event}:1|c`), timings for paired events (`{prefix}.duration.link:MS|ms` from a
 //! link's start to its end, `{prefix}.duration.chain:MS|ms` for a run), and `{prefix}.errors.total`.
 
-use super::{Delivered, Step, TracerError};
+use super::{Build, Built, Delivered, Step, Tracer};
+use crate::retry::{Failure, Reason};
+use futures::future::BoxFuture;
 use crate::event::EventKind;
 use serde::Deserialize;
 
+/// Options of the `statsd` module: where to send, and the metric name prefix.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default = "default_host")]
     pub host: String,
@@ -71,12 +73,23 @@ impl Statsd {
         out
     }
 
-    pub async fn handle(&mut self, step: &Step<'_>) -> Result<Delivered, TracerError> {
+    fn send(&self, step: &Step<'_>) -> Result<Delivered, Failure> {
         let addr = format!("{}:{}", self.cfg.host, self.cfg.port);
         let payload = self.lines(step).join("\n");
-        self.socket
-            .send_to(payload.as_bytes(), &addr)
-            .map_err(|e| TracerError::Retryable { detail: format!("UDP send to {addr}: {e}"), delay: None })?;
+        self.socket.send_to(payload.as_bytes(), &addr).map_err(|e| Failure::retryable(Reason::Transport, format!("UDP send to {addr}: {e}")))?;
         Ok(Delivered::default())
+    }
+}
+
+impl Tracer for Statsd {
+    fn handle<'a>(&'a mut self, steps: &'a [Step<'a>]) -> BoxFuture<'a, Result<Delivered, Failure>> {
+        let r = self.send(&steps[0]);
+        Box::pin(std::future::ready(r))
+    }
+}
+
+impl Build for Config {
+    fn build(self) -> Result<Built, String> {
+        Ok(Built::Consumer(Box::new(Statsd::new(self)?)))
     }
 }

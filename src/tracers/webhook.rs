@@ -1,14 +1,17 @@
 //! `webhook`: the seeds' external audit service — one JSON record per event, `POST`ed with bearer
 //! auth. Retries on 5xx, 429 and connection errors honour `Retry-After`.
 
-use super::{Delivered, Step, TracerError};
+use super::{Build, Built, Delivered, Step, Tracer};
+use crate::retry::{self, Failure};
+use futures::future::BoxFuture;
 use crate::event::EventKind;
 use serde::Deserialize;
 use serde_json::json;
 
+/// Options of the `webhook` module.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where each record (or batch) is `POST`ed.
     pub url: String,
     #[serde(default)]
     pub api_key: Option<String>,
@@ -35,7 +38,7 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(cfg: Config) -> Webhook {
-        crate::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let key = cfg.api_key.clone().or_else(|| cfg.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()));
         Webhook { cfg, key, http: reqwest::Client::new() }
     }
@@ -50,10 +53,6 @@ impl Webhook {
         }
     }
 
-    pub fn batches(&self) -> bool {
-        self.cfg.batch
-    }
-
     fn body(&self, step: &Step<'_>) -> serde_json::Value {
         let r = step.record;
         let entity = match r.event {
@@ -66,7 +65,7 @@ impl Webhook {
             "entity_id": entity,
             "entity_type": "vcon",
             "event_type": Self::event_type(step),
-            "timestamp": crate::assemble::rfc3339(r.ts_ns),
+            "timestamp": crate::clock::rfc3339(r.ts_ns),
             "run": r.run,
             "chain": step.chain,
             "link": r.link_name(),
@@ -76,7 +75,7 @@ impl Webhook {
     }
 
     /// One request: the record, or (with `batch`) an array of the records.
-    pub async fn handle(&mut self, steps: &[Step<'_>]) -> Result<Delivered, TracerError> {
+    async fn deliver(&self, steps: &[Step<'_>]) -> Result<Delivered, Failure> {
         let body = if self.cfg.batch {
             serde_json::Value::Array(steps.iter().map(|s| self.body(s)).collect())
         } else {
@@ -87,12 +86,28 @@ impl Webhook {
             req = req.bearer_auth(k);
         }
         let what = format!("POST {}", self.cfg.url);
-        let resp = req.send().await.map_err(|e| TracerError::from_reqwest(&e, &what))?;
+        let resp = req.send().await.map_err(|e| Failure::from_reqwest(&e, &what))?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             Ok(Delivered { attributes: vec![("http.response.status_code".into(), status.to_string())], skipped: false })
         } else {
-            Err(TracerError::from_status(status, super::retry_after(resp.headers()), &what))
+            Err(Failure::from_http_status(status, retry::retry_after(resp.headers()), &what))
         }
+    }
+}
+
+impl Tracer for Webhook {
+    fn batches(&self) -> bool {
+        self.cfg.batch
+    }
+
+    fn handle<'a>(&'a mut self, steps: &'a [Step<'a>]) -> BoxFuture<'a, Result<Delivered, Failure>> {
+        Box::pin(self.deliver(steps))
+    }
+}
+
+impl Build for Config {
+    fn build(self) -> Result<Built, String> {
+        Ok(Built::Consumer(Box::new(Webhook::new(self))))
     }
 }

@@ -433,3 +433,30 @@ fn two_replicas_sharing_the_group_give_each_run_one_root_and_no_false_incomplete
     assert_eq!(ra + rb, 400.0);
     assert!(ra > 0.0 && rb > 0.0, "both replicas took records: {ra} {rb}");
 }
+
+#[test]
+fn the_bridge_runs_in_process_on_port_zero_and_drains_cleanly() {
+    let redis = RedisServer::start();
+    let rx = Receiver::start(vec![]);
+    push(&redis, &three_link_run("r1", "u1"));
+    let text = config(&redis, &rx.grpc_endpoint(), "grpc", "");
+    let cfg = vcon_otel::config::validate(vcon_otel::config::parse(&text).unwrap(), &|_| None).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (run, port) = rt.block_on(async {
+        let bridge = vcon_otel::Bridge::build(cfg).unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = admin.local_addr().unwrap().port();
+        let run = tokio::spawn(bridge.run(vcon_otel::Listeners { admin: Some(admin), ingest: None }, async {
+            let _ = stop_rx.await;
+        }));
+        (run, port)
+    });
+    assert!(wait_until(T, || http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)));
+    assert!(rx.wait_for_spans(4, T), "{:?}", rx.spans());
+    stop_tx.send(()).unwrap();
+    let report = rt.block_on(run).unwrap().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert!(wait_until(T, || drained(&redis)));
+    assert!(http_get(port, "/readyz").is_none_or(|(s, _)| s != 200), "not ready after shutdown");
+}

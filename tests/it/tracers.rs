@@ -259,3 +259,49 @@ fn webhook_batching_sends_an_array_per_read() {
     let indexes: Vec<i64> = reqs.iter().flat_map(|r| r.body.as_array().unwrap().iter().map(|b| b["link_index"].as_i64().unwrap())).collect();
     assert_eq!(indexes, [-1, 0, 1, 2]);
 }
+
+#[test]
+fn a_collector_outage_never_stops_a_hosted_tracer_and_loses_no_pipeline_span() {
+    // More outcome spans than the export queue holds, with the collector down throughout: before
+    // the tracers offered their spans without waiting, this stalled every hosted delivery.
+    const RUNS: usize = 1_500;
+    let redis = RedisServer::start();
+    let rx = Receiver::start(vec![]);
+    rx.set_down(true);
+    let hook = Server::start(|path, _| (path == "/events").then(|| Reply::json(200, json!({"ok": true}))));
+    let config = format!(
+        "redis: {{url: \"{}\"}}\nexport: {{endpoint: \"{}\", max_batch_delay_ms: 50, max_inflight: 1000, max_backoff_ms: 500}}\nstream: {{consumer: t, block_ms: 200}}\ntracers:\n  audit_hook:\n    module: webhook\n    options: {{url: \"{}/events\"}}\n",
+        redis.url(),
+        rx.grpc_endpoint(),
+        hook.url()
+    );
+    let bridge = Bridge::run(&config);
+    let mut conn = redis.conn();
+    let mut pipe = redis::pipe();
+    for n in 0..RUNS {
+        let (run, uuid) = (format!("r{n}"), format!("u{n}"));
+        for (seq, i) in (-1i64..3).enumerate() {
+            let r = json!({"v": 1, "event": "tracer_call", "run": run, "vcon_uuid": uuid, "ts_ns": 2_000 + seq as u64 * 100,
+                "start_ns": 1_950 + seq as u64 * 100, "run_start_ns": 1_900, "seq": seq, "links": ["a", "b", "c"],
+                "link_index": i, "tracer": "otel", "in_vcon_uuid": uuid, "out_vcon_uuid": uuid});
+            pipe.cmd("XADD").arg("vcon_otel:events").arg("*").arg("r").arg(r.to_string()).ignore();
+        }
+    }
+    let _: () = pipe.query(&mut conn).unwrap();
+    let delivered = || hook.requests().iter().filter(|r| r.status == 200).count();
+    assert!(wait_until(Duration::from_secs(90), || delivered() == RUNS * 4), "webhook delivered {} of {} while the collector was down:\n{}", delivered(), RUNS * 4, bridge.output());
+    assert!(rx.spans().is_empty(), "the collector was down the whole time");
+    let dropped = bridge.metric_value(&["vcon_otel_spans_dropped_total{", "reason=\"export_queue_full\""]).unwrap_or(0.0);
+    assert!(dropped > 0.0, "the export queue filled, and outcome spans were dropped instead of waited on:\n{}", bridge.metrics_text());
+    rx.set_down(false);
+    let pipeline_spans = || {
+        let mut ids: Vec<(Vec<u8>, Vec<u8>)> =
+            rx.spans().into_iter().filter(|s| !s.span.name.starts_with("tracer ")).map(|s| (s.span.trace_id, s.span.span_id)).collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    // Per run: three link spans and the root.
+    assert!(wait_until(Duration::from_secs(90), || pipeline_spans() == RUNS * 4), "{} of {} pipeline spans after recovery", pipeline_spans(), RUNS * 4);
+    assert!(wait_until(T, || redis.pending("vcon_otel:events", "vcon-otel") == 0));
+}

@@ -33,11 +33,13 @@ struct State {
     answered: Vec<&'static str>,
     /// gRPC request metadata (ASCII entries), per request.
     metadata: Vec<Vec<(String, String)>>,
+    /// While set, every request is answered `Unavailable` (a collector outage), script or not.
+    down: bool,
 }
 
 impl State {
     fn next(&mut self, req: ExportTraceServiceRequest) -> Answer {
-        let a = self.script.pop_front().unwrap_or(Answer::Ok);
+        let a = if self.down { Answer::Unavailable { retry_after: None } } else { self.script.pop_front().unwrap_or(Answer::Ok) };
         let name = match &a {
             Answer::Ok => "ok",
             Answer::Partial { .. } => "partial",
@@ -294,6 +296,11 @@ impl Receiver {
     /// The answer given to each request so far (`ok`, `partial`, `unavailable`, …).
     pub fn answered(&self) -> Vec<&'static str> {
         self.state.lock().unwrap().answered.clone()
+    }
+
+    /// Starts (true) or ends (false) an outage: meanwhile every request is answered UNAVAILABLE/503.
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
     }
 
     pub fn wait_for_spans(&self, n: usize, timeout: Duration) -> bool {

@@ -2,15 +2,23 @@
 
 use super::*;
 use crate::event::decode;
-use crate::otlp::attr_str;
+use crate::ids::{self, SpanRole};
+use crate::otlp::{attr_str, span, status};
 use serde_json::{json, Value};
 
 fn asm() -> Assembler {
     Assembler::new(Settings { idle_timeout: Duration::from_secs(10), max_open: 3, ..Default::default() }, Arc::new(Metrics::new(50)))
 }
 
-fn rec(v: Value) -> Enriched {
-    Enriched { record: decode(v.to_string().as_bytes()).unwrap(), hash: None }
+/// The record `v` as read from entry `id`, with the step's hash when given.
+fn en(v: Value, id: &str, hash: Option<StepHash>) -> Enriched {
+    let bytes = v.to_string();
+    let record = decode(bytes.as_bytes()).unwrap();
+    Enriched { entry: Entry { id: id.into(), payload: Some(bytes.into()) }, record, hash, chain: None, vcon_json: None }
+}
+
+fn ids_of(entries: &[Entry]) -> Vec<String> {
+    entries.iter().map(|e| e.id.clone()).collect()
 }
 
 fn call(i: i64, ts: u64, start: u64, inn: &str, out: &str) -> Value {
@@ -28,13 +36,15 @@ fn feed(a: &mut Assembler, records: Vec<Value>) -> (Vec<Output>, Vec<String>) {
     let now = Instant::now();
     let mut all = Vec::new();
     for (i, r) in records.into_iter().enumerate() {
-        all.extend(a.accept(rec(r), format!("e{i}"), now));
+        let mut e = en(r, &format!("e{i}"), None);
+        e.chain = e.record.chain.clone();
+        all.extend(a.accept(e, now));
     }
     let acked = all
         .iter()
         .flat_map(|o| match o {
-            Output::Span(s) => s.acks.clone(),
-            Output::Ack(ids) => ids.clone(),
+            Output::Span(s) => ids_of(&s.acks),
+            Output::Ack(entries) => ids_of(entries),
             Output::Audit(_) => vec![],
         })
         .collect();
@@ -65,7 +75,7 @@ fn three_link_chain_is_one_root_with_three_children_in_order() {
     let mut sorted = acked.clone();
     sorted.sort();
     assert_eq!(sorted, ["e0", "e1", "e2", "e3"]);
-    assert!(root.acks.contains(&"e0".to_string()) && root.acks.contains(&"e3".to_string()));
+    assert!(ids_of(&root.acks).contains(&"e0".to_string()) && ids_of(&root.acks).contains(&"e3".to_string()));
     assert_eq!(a.open_runs(), 0);
 }
 
@@ -124,15 +134,15 @@ fn link_error_marks_link_and_root_as_errors_with_exception_events() {
 fn a_run_without_an_end_is_closed_incomplete_after_the_idle_timeout() {
     let mut a = asm();
     let t0 = Instant::now();
-    a.accept(rec(call(-1, 110, 100, "u1", "u1")), "e0".into(), t0);
-    let out = a.accept(rec(call(0, 200, 120, "u1", "u1")), "e1".into(), t0);
+    a.accept(en(call(-1, 110, 100, "u1", "u1"), "e0", None), t0);
+    let out = a.accept(en(call(0, 200, 120, "u1", "u1"), "e1", None), t0);
     assert_eq!(spans(&out).len(), 1);
     assert!(a.expire(t0 + Duration::from_secs(5)).is_empty());
     let expired = a.expire(t0 + Duration::from_secs(11));
     assert_eq!(expired.len(), 1);
     let Output::Span(root) = a.close_incomplete(expired.into_iter().next().unwrap()) else { panic!() };
     assert_eq!(attr_str(&root.span.attributes, "vcon.run.outcome"), Some("incomplete"));
-    assert_eq!(root.acks, ["e0"]);
+    assert_eq!(ids_of(&root.acks), ["e0"]);
     assert_eq!(root.span.end_time_unix_nano, 200, "ends at the last record seen");
 }
 
@@ -143,7 +153,7 @@ fn too_many_open_runs_evicts_the_least_recently_active_as_incomplete() {
     for (i, run) in ["r1", "r2", "r3", "r4"].iter().enumerate() {
         let mut v = call(-1, 110, 100, "u1", "u1");
         v["run"] = json!(run);
-        let out = a.accept(rec(v), format!("e{i}"), t0 + Duration::from_millis(i as u64));
+        let out = a.accept(en(v, &format!("e{i}"), None), t0 + Duration::from_millis(i as u64));
         if i == 3 {
             let s = spans(&out);
             assert_eq!(s.len(), 1);
@@ -198,6 +208,7 @@ fn seed_model_link_start_supplies_the_start_of_link_complete() {
 
 #[test]
 fn rfc3339_formats_unix_nanoseconds() {
+    use crate::clock::rfc3339;
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
     assert_eq!(rfc3339(1_795_363_418_808_721_631), "2026-11-22T16:03:38.808721631Z");
     assert_eq!(rfc3339(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
@@ -215,7 +226,7 @@ fn hashed_steps_extend_the_chain_and_emit_audit_records_in_step_order() {
         let mut v = call(i, 200 + i as u64 * 100, 150, "u1", "u1");
         v["seq"] = json!(seq);
         let h = StepHash { sha256_hex: format!("{:064x}", seq), sha512_token: None, counts: None };
-        outs.extend(a.accept(Enriched { record: decode(v.to_string().as_bytes()).unwrap(), hash: Some(h) }, format!("e{seq}"), t0));
+        outs.extend(a.accept(en(v, &format!("e{seq}"), Some(h)), t0));
     }
     let audits: Vec<&AuditRecord> = outs.iter().filter_map(|o| if let Output::Audit(r) = o { Some(r) } else { None }).collect();
     assert_eq!(audits.iter().map(|r| r.step_index).collect::<Vec<_>>(), [-1, 0, 1, 2]);
@@ -238,8 +249,8 @@ fn a_sequence_gap_stops_the_chain_instead_of_emitting_a_wrong_value() {
     first["seq"] = json!(0);
     let mut third = call(1, 300, 200, "u1", "u1");
     third["seq"] = json!(2);
-    a.accept(Enriched { record: decode(first.to_string().as_bytes()).unwrap(), hash: h() }, "e0".into(), t0);
-    let out = a.accept(Enriched { record: decode(third.to_string().as_bytes()).unwrap(), hash: h() }, "e2".into(), t0);
+    a.accept(en(first, "e0", h()), t0);
+    let out = a.accept(en(third, "e2", h()), t0);
     assert!(out.iter().all(|o| !matches!(o, Output::Audit(_))));
     assert!(attr_str(&spans(&out)[0].span.attributes, "vcon.hash.chain").is_none());
 }

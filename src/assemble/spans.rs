@@ -1,0 +1,360 @@
+//! Span building, in one place: the link, storage and root spans of a run, and the outcome span of
+//! a hosted tracer's invocation. Every span's IDs come from `ids` (deterministic), every duration
+//! is also observed on its metric (with the trace ID as exemplar), and no span carries vCon content
+//! or party details — only identities, names, times, outcomes and hashes.
+
+use super::run::OpenRun;
+use super::{FinishedSpan, RunOutcome};
+use crate::compliance::StepHash;
+use crate::event::{EventKind, Record, RunRef, TraceParent};
+use crate::ids::{self, SpanRole};
+use crate::metrics::{self, ChainLabels, LinkLabels, Metrics, StorageLabels};
+use crate::otlp::{kv_bool, kv_int, kv_str, span, status, KeyValue, Span, Status};
+
+/// The span of a link, from the record that completed it.
+pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Option<&StepHash>, m: &Metrics) -> FinishedSpan {
+    let index = r.link_index.unwrap_or(0);
+    let name = r.link_name().unwrap_or("unknown").to_string();
+    let (start, start_known) = match r.start_ns.or_else(|| run.and_then(|x| x.link_starts.get(&index).copied())) {
+        Some(s) => (s.min(r.ts_ns), true),
+        None => (r.ts_ns, false),
+    };
+    let mut attrs = common_attrs(r, r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), chain);
+    attrs.push(kv_str("vcon.link.name", name.clone()));
+    attrs.push(kv_int("vcon.link.index", index));
+    if let Some(module) = &r.module {
+        attrs.push(kv_str("vcon.link.module", module.clone()));
+    }
+    if let (Some(i), Some(o)) = (&r.in_vcon_uuid, &r.out_vcon_uuid) {
+        if i != o {
+            attrs.push(kv_str("vcon.uuid.before", o.clone()));
+            attrs.push(kv_str("vcon.uuid.after", i.clone()));
+        }
+    }
+    let outcome = if r.event == EventKind::LinkError {
+        "error"
+    } else if r.halted {
+        "halted"
+    } else {
+        "ok"
+    };
+    attrs.push(kv_str("vcon.link.outcome", outcome));
+    if !start_known {
+        attrs.push(kv_bool("vcon_otel.start_unknown", true));
+    }
+    add_hash_attrs(&mut attrs, hash);
+    let trace_id = ids::trace_id(&r.vcon_uuid, &r.run);
+    let mut s = new_span(
+        trace_id,
+        ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Link(index)),
+        Some(ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Root)),
+        format!("link {name}"),
+        span::SpanKind::Internal,
+        start,
+        r.ts_ns,
+    );
+    s.attributes = attrs;
+    if r.event == EventKind::TracerCall {
+        s.events.push(tracer_event(r));
+    }
+    apply_error(&mut s, r);
+    add_traceparent_link(&mut s, r.traceparent.as_ref());
+    let labels = LinkLabels { chain: m.chains.admit(chain.unwrap_or("unknown")), link: m.links.admit(&name), outcome };
+    m.link_duration.get_or_create(&labels).observe(secs(start, r.ts_ns), metrics::exemplar(&trace_id), None);
+    FinishedSpan { span: s, producer: r.producer.clone().or(run.and_then(|x| x.producer.clone())), acks: vec![], root_of: None }
+}
+
+/// The span of a storage, from the record that completed it.
+pub fn storage(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Option<&StepHash>, m: &Metrics) -> FinishedSpan {
+    let name = r.storage.clone().unwrap_or_default();
+    let (start, start_known) = match r.start_ns.or_else(|| run.and_then(|x| x.storage_starts.get(&name).copied())) {
+        Some(s) => (s.min(r.ts_ns), true),
+        None => (r.ts_ns, false),
+    };
+    let mut attrs = common_attrs(r, r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), chain);
+    attrs.push(kv_str("vcon.storage.name", name.clone()));
+    if let Some(module) = &r.module {
+        attrs.push(kv_str("vcon.storage.module", module.clone()));
+    }
+    if !start_known {
+        attrs.push(kv_bool("vcon_otel.start_unknown", true));
+    }
+    add_hash_attrs(&mut attrs, hash);
+    let trace_id = ids::trace_id(&r.vcon_uuid, &r.run);
+    let mut s = new_span(
+        trace_id,
+        ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Storage(&name)),
+        Some(ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Root)),
+        format!("storage {name}"),
+        span::SpanKind::Client,
+        start,
+        r.ts_ns,
+    );
+    s.attributes = attrs;
+    apply_error(&mut s, r);
+    add_traceparent_link(&mut s, r.traceparent.as_ref());
+    let outcome = if r.event == EventKind::StorageError { "error" } else { "ok" };
+    let labels = StorageLabels { chain: m.chains.admit(chain.unwrap_or("unknown")), storage: m.storages.admit(&name), outcome };
+    m.storage_duration.get_or_create(&labels).observe(secs(start, r.ts_ns), metrics::exemplar(&trace_id), None);
+    FinishedSpan { span: s, producer: r.producer.clone().or(run.and_then(|x| x.producer.clone())), acks: vec![], root_of: None }
+}
+
+/// The record that ended a run, with its chain name.
+pub struct End<'a> {
+    pub record: &'a Record,
+    pub chain: Option<&'a str>,
+}
+
+/// The root span from what the run gathered and/or the record that ended it. The run's held
+/// entries are acknowledged with it.
+pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: &Metrics) -> FinishedSpan {
+    let end_r = end.as_ref().map(|e| e.record);
+    let (vcon_uuid, run_id) = match (&run, end_r) {
+        (Some(o), _) => (o.vcon_uuid.clone(), o.run.clone()),
+        (None, Some(r)) => (r.vcon_uuid.clone(), r.run.clone()),
+        (None, None) => unreachable!("a root needs a run or an ending record"),
+    };
+    let links = end_r.and_then(|r| r.links.clone()).or_else(|| run.as_ref().and_then(|o| o.links.clone()));
+    let chain = end.as_ref().and_then(|e| e.chain).map(str::to_string).or_else(|| run.as_ref().and_then(|o| o.chain.clone()));
+    let start = run
+        .as_ref()
+        .map(|o| o.start_ns)
+        .or_else(|| end_r.and_then(|r| r.run_start_ns.or(r.start_ns)))
+        .unwrap_or_else(|| end_r.map(|r| r.ts_ns).unwrap_or(0));
+    let end_ns = match end_r {
+        Some(r) => r.ts_ns,
+        None => run.as_ref().map(|o| o.last_ns).unwrap_or(start),
+    }
+    .max(start);
+    let trace_id = ids::trace_id(&vcon_uuid, &run_id);
+    let name = match &chain {
+        Some(c) => format!("chain {c}"),
+        None => "chain unknown".to_string(),
+    };
+    let mut s = new_span(trace_id, ids::span_id(&vcon_uuid, &run_id, SpanRole::Root), None, name, span::SpanKind::Consumer, start, end_ns);
+    let mut attrs = vec![kv_str("vcon.uuid", vcon_uuid.clone()), kv_str("vcon.run.id", run_id.clone())];
+    if let Some(c) = &chain {
+        attrs.push(kv_str("vcon.chain.name", c.clone()));
+    }
+    attrs.push(kv_str("vcon.run.outcome", outcome.as_str()));
+    if let Some(l) = &links {
+        attrs.push(kv_str("vcon.chain.links", l.join(",")));
+        attrs.push(kv_int("vcon.chain.link_count", l.len() as i64));
+    }
+    run_attrs(&mut attrs, &vcon_uuid, run.as_ref(), end_r);
+    s.attributes = attrs;
+    let mut acks = Vec::new();
+    let mut producer = end_r.and_then(|r| r.producer.clone());
+    if let Some(o) = run {
+        producer = producer.or(o.producer);
+        s.events = o.events;
+        s.dropped_events_count = o.dropped_events;
+        acks = o.held;
+        add_traceparent_link(&mut s, o.traceparent.as_ref());
+        add_prev_run_link(&mut s, o.prev_run.as_ref());
+    }
+    if let Some(r) = end_r {
+        if r.event == EventKind::ChainError {
+            apply_error(&mut s, r);
+        }
+        if s.links.is_empty() {
+            add_traceparent_link(&mut s, r.traceparent.as_ref());
+            add_prev_run_link(&mut s, r.prev_run.as_ref());
+        }
+    }
+    if outcome == RunOutcome::Incomplete {
+        s.events.push(event(end_ns, "vcon_otel.run.incomplete", vec![kv_str("reason", "no ending record before runs.idle_timeout")]));
+    }
+    let labels = ChainLabels { chain: m.chains.admit(chain.as_deref().unwrap_or("unknown")), outcome: outcome.as_str() };
+    m.chain_duration.get_or_create(&labels).observe(secs(start, end_ns), metrics::exemplar(&trace_id), None);
+    m.runs.get_or_create(&labels).inc();
+    FinishedSpan { span: s, producer, acks, root_of: Some(trace_id) }
+}
+
+/// The root's attributes from the run as a whole: final UUID, ingress list, entering/final hashes
+/// and the hash-chain value.
+fn run_attrs(attrs: &mut Vec<KeyValue>, vcon_uuid: &str, run: Option<&OpenRun>, end: Option<&Record>) {
+    let final_uuid = end
+        .and_then(|r| if r.event == EventKind::TracerCall { r.in_vcon_uuid.clone() } else { r.out_vcon_uuid.clone() })
+        .or_else(|| run.and_then(|o| o.final_uuid.clone()));
+    if let Some(f) = final_uuid.filter(|f| f != vcon_uuid) {
+        attrs.push(kv_str("vcon.uuid.final", f));
+    }
+    if let Some(i) = end.and_then(|r| r.ingress_list.clone()).or_else(|| run.and_then(|o| o.ingress_list.clone())) {
+        attrs.push(kv_str("vcon.ingress_list", i));
+    }
+    if let Some(h) = run.and_then(|o| o.entering_hash.as_ref()) {
+        attrs.push(kv_str("vcon.hash.entering", h.sha256_hex.clone()));
+    }
+    if let Some(h) = run.and_then(|o| o.last_hash.as_ref()) {
+        attrs.push(kv_str("vcon.hash.final", h.sha256_hex.clone()));
+    }
+    if let Some(o) = run.filter(|o| !o.chain_broken && o.last_hash.is_some()) {
+        attrs.push(kv_str("vcon.hash.chain", hex::encode(o.hash_chain)));
+    }
+}
+
+/// What a hosted tracer's invocation for one record gave.
+pub struct TracerOutcome<'a> {
+    pub tracer: &'a str,
+    pub module: &'a str,
+    /// `ok`, `error`, `timeout`.
+    pub outcome: &'static str,
+    pub attempts: u32,
+    /// Module attributes on success (e.g. the JLINC event id), the error text on failure.
+    pub attributes: &'a [(String, String)],
+    pub error: Option<&'a str>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// The `tracer {NAME}` span of one invocation, a child of the span of the step it belongs to.
+pub fn tracer_outcome(r: &Record, t: &TracerOutcome<'_>) -> FinishedSpan {
+    let parent = match r.event {
+        EventKind::TracerCall if r.link_index.unwrap_or(-1) >= 0 => SpanRole::Link(r.link_index.unwrap_or(0)),
+        EventKind::LinkComplete | EventKind::LinkError => SpanRole::Link(r.link_index.unwrap_or(0)),
+        EventKind::StorageComplete | EventKind::StorageError => SpanRole::Storage(r.storage.as_deref().unwrap_or("")),
+        _ => SpanRole::Root,
+    };
+    let seq = r.seq.unwrap_or(r.ts_ns);
+    let end = t.end_ns.max(t.start_ns);
+    let mut attrs = vec![
+        kv_str("vcon.uuid", r.vcon_uuid.clone()),
+        kv_str("vcon.run.id", r.run.clone()),
+        kv_str("vcon.tracer.name", t.tracer),
+        kv_str("vcon.tracer.module", t.module),
+        kv_str("vcon.tracer.outcome", t.outcome),
+        kv_int("vcon.tracer.attempts", t.attempts as i64),
+    ];
+    let mut event_attrs = vec![kv_str("outcome", t.outcome)];
+    for (k, v) in t.attributes {
+        attrs.push(kv_str(k, v.clone()));
+        event_attrs.push(kv_str(k, v.clone()));
+    }
+    let mut st = None;
+    if let Some(e) = t.error {
+        st = Some(Status { code: status::StatusCode::Error as i32, message: e.to_string() });
+        event_attrs.push(kv_str("error", e));
+    }
+    let trace_id = ids::trace_id(&r.vcon_uuid, &r.run);
+    let mut s = new_span(
+        trace_id,
+        ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Tracer(t.tracer, seq)),
+        Some(ids::span_id(&r.vcon_uuid, &r.run, parent)),
+        format!("tracer {}", t.tracer),
+        span::SpanKind::Client,
+        t.start_ns,
+        end,
+    );
+    s.attributes = attrs;
+    s.events.push(event(end, "tracer.outcome", event_attrs));
+    s.status = st;
+    FinishedSpan { span: s, producer: r.producer.clone(), acks: vec![], root_of: None }
+}
+
+/// The span event of a record that opens a run (a pre-chain tracer call, a `chain_start`).
+pub fn start_event(r: &Record) -> span::Event {
+    if r.event == EventKind::TracerCall {
+        return tracer_event(r);
+    }
+    let mut attrs = Vec::new();
+    if let Some(i) = &r.ingress_list {
+        attrs.push(kv_str("vcon.ingress_list", i.clone()));
+    }
+    event(r.ts_ns, r.event.as_str(), attrs)
+}
+
+fn event(ts: u64, name: &str, attributes: Vec<KeyValue>) -> span::Event {
+    span::Event { time_unix_nano: ts, name: name.into(), attributes, dropped_attributes_count: 0 }
+}
+
+fn secs(start: u64, end: u64) -> f64 {
+    end.saturating_sub(start) as f64 / 1e9
+}
+
+fn new_span(trace_id: [u8; 16], span_id: [u8; 8], parent: Option<[u8; 8]>, name: String, kind: span::SpanKind, start: u64, end: u64) -> Span {
+    Span {
+        trace_id: trace_id.to_vec(),
+        span_id: span_id.to_vec(),
+        parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
+        // W3C sampled flag; bit 8 says whether the parent is remote (it is not).
+        flags: 0x100 | 0x01,
+        name,
+        kind: kind as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: end.max(start),
+        ..Default::default()
+    }
+}
+
+fn common_attrs(r: &Record, vcon_uuid: &str, chain: Option<&str>) -> Vec<KeyValue> {
+    let mut a = vec![kv_str("vcon.uuid", vcon_uuid.to_string()), kv_str("vcon.run.id", r.run.clone())];
+    if let Some(c) = chain {
+        a.push(kv_str("vcon.chain.name", c.to_string()));
+    }
+    a
+}
+
+fn add_hash_attrs(attrs: &mut Vec<KeyValue>, hash: Option<&StepHash>) {
+    let Some(h) = hash else { return };
+    attrs.push(kv_str("vcon.hash.sha256", h.sha256_hex.clone()));
+    if let Some(t) = &h.sha512_token {
+        attrs.push(kv_str("vcon.hash.sha512", t.clone()));
+    }
+    if let Some([p, d, an, at]) = h.counts {
+        attrs.push(kv_int("vcon.parties.count", p as i64));
+        attrs.push(kv_int("vcon.dialogs.count", d as i64));
+        attrs.push(kv_int("vcon.analyses.count", an as i64));
+        attrs.push(kv_int("vcon.attachments.count", at as i64));
+    }
+}
+
+fn tracer_event(r: &Record) -> span::Event {
+    let mut attrs = vec![kv_str("vcon.tracer.name", r.tracer.clone().unwrap_or_default()), kv_int("vcon.link.index", r.link_index.unwrap_or(-1))];
+    if let Some(i) = &r.in_vcon_uuid {
+        attrs.push(kv_str("vcon.tracer.in_vcon_uuid", i.clone()));
+    }
+    if let Some(o) = &r.out_vcon_uuid {
+        attrs.push(kv_str("vcon.tracer.out_vcon_uuid", o.clone()));
+    }
+    if let Some(ns) = r.call_ns {
+        attrs.push(kv_int("vcon.tracer.call_ns", ns as i64));
+    }
+    let name = if r.link_index == Some(-1) { "tracer.pre_chain" } else { "tracer.call" };
+    event(r.ts_ns, name, attrs)
+}
+
+fn apply_error(s: &mut Span, r: &Record) {
+    let Some(e) = &r.error else { return };
+    s.status = Some(Status { code: status::StatusCode::Error as i32, message: e.message.clone() });
+    s.attributes.push(kv_str("error.type", e.error_type.clone()));
+    s.events.push(event(
+        r.ts_ns,
+        "exception",
+        vec![kv_str("exception.type", e.error_type.clone()), kv_str("exception.message", e.message.clone())],
+    ));
+}
+
+fn add_traceparent_link(s: &mut Span, tp: Option<&TraceParent>) {
+    let Some(tp) = tp else { return };
+    s.links.push(span::Link {
+        trace_id: tp.trace_id.to_vec(),
+        span_id: tp.span_id.to_vec(),
+        trace_state: String::new(),
+        attributes: vec![kv_str("vcon_otel.link.type", "conserver_span")],
+        dropped_attributes_count: 0,
+        flags: tp.flags as u32 | 0x100 | 0x200,
+    });
+}
+
+fn add_prev_run_link(s: &mut Span, prev: Option<&RunRef>) {
+    let Some(p) = prev else { return };
+    s.links.push(span::Link {
+        trace_id: ids::trace_id(&p.vcon_uuid, &p.run).to_vec(),
+        span_id: ids::span_id(&p.vcon_uuid, &p.run, SpanRole::Root).to_vec(),
+        trace_state: String::new(),
+        attributes: vec![kv_str("vcon_otel.link.type", "previous_run"), kv_str("vcon.run.id", p.run.clone())],
+        dropped_attributes_count: 0,
+        flags: 0x100 | 0x01,
+    });
+}

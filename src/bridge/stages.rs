@@ -1,0 +1,345 @@
+//! The bridge's tasks and how they are joined (see the diagram in `bridge`).
+
+use super::drain::{drain, Task};
+use super::{Bridge, DrainReport, Source};
+use crate::assemble::{Assembler, Output};
+use crate::enrich::{Enricher, Item, Role};
+use crate::export::Stage;
+use crate::retry::{self, Attempts, Policy};
+use crate::stream::connect::{ConnectError, Redis};
+use crate::stream::{done, group, Ack, Acker, DeadLetters, Entry, Group, GroupSettings, InFlight, NoDeadLetters, RedisDeadLetters, Start};
+use crate::tracers::runner::{self, Runner};
+use redis::aio::ConnectionManager;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+/// Batches of entries between the reader and enrich, and of items between enrich and assemble.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// Hosted tracers read this many entries at a time.
+const TRACER_READ_COUNT: usize = 64;
+
+pub(super) async fn run(b: Bridge, ingest: Option<TcpListener>, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<DrainReport> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (stop_tx, stop) = watch::channel(false);
+    let (give_up_tx, give_up) = watch::channel(false);
+    let grace = b.config.shutdown_grace;
+    let health = b.health.clone();
+    let local = matches!(b.source, Source::Local(_));
+    let tasks = tokio::select! {
+        t = start(b, ingest, stop.clone(), give_up) => t?,
+        _ = &mut shutdown => return Ok(DrainReport::default()),
+    };
+    health.ready.store(true, Ordering::SeqCst);
+    if local {
+        // The demo also ends when its producer does (then the stages drain on their own).
+        let export_done = async {
+            while !tasks.iter().all(|t| t.name != "export" || t.handle.is_finished()) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => {}
+            _ = export_done => {}
+        }
+    } else {
+        shutdown.await;
+    }
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining");
+    health.ready.store(false, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    let report = drain(tasks, grace, give_up_tx).await;
+    tracing::info!("stopped");
+    Ok(report)
+}
+
+/// What a source contributes to the wiring.
+struct Wiring {
+    sources: Vec<Task>,
+    tracers: Vec<Task>,
+    ack: Task,
+    redis: Option<ConnectionManager>,
+    dead: Arc<dyn DeadLetters>,
+    source: &'static str,
+}
+
+/// The channels between the stages, all bounded.
+struct Channels {
+    entries: (mpsc::Sender<Vec<Entry>>, mpsc::Receiver<Vec<Entry>>),
+    items: (mpsc::Sender<Vec<Item>>, mpsc::Receiver<Vec<Item>>),
+    out: (mpsc::Sender<Output>, mpsc::Receiver<Output>),
+    acks: (mpsc::Sender<Ack>, mpsc::Receiver<Ack>),
+}
+
+/// Connects (Redis source), creates the groups and spawns every stage, in flow order.
+async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<bool>, give_up: watch::Receiver<bool>) -> anyhow::Result<Vec<Task>> {
+    let Bridge { config, metrics, health: _, naming, assemble, export, sink, audit, hosted, source } = b;
+    // The exporter's queue also takes hosted tracers' outcome spans (offered, dropped when full).
+    let out_depth = (config.export.as_ref().map_or(512, |e| e.max_batch_spans) * 8).max(4096);
+    let c = Channels {
+        entries: mpsc::channel(BATCHES_IN_FLIGHT),
+        items: mpsc::channel(BATCHES_IN_FLIGHT),
+        out: mpsc::channel(out_depth),
+        acks: mpsc::channel(256),
+    };
+    let (entry_tx, entry_rx) = c.entries;
+    let (item_tx, item_rx) = c.items;
+    let (out_tx, out_rx) = c.out;
+    let (ack_tx, ack_rx) = c.acks;
+    let w = match source {
+        Source::Local(rx) => Wiring {
+            sources: vec![task("reader", read_local(rx, entry_tx, config.stream.read_count, stop.clone()))],
+            tracers: vec![],
+            ack: task("ack", async move {
+                let mut rx = ack_rx;
+                while rx.recv().await.is_some() {}
+            }),
+            redis: None,
+            dead: Arc::new(NoDeadLetters),
+            source: "demo",
+        },
+        Source::Redis => {
+            let parts = RedisParts { config: &config, metrics: &metrics, naming: &naming, hosted, ingest, entry_tx, out_tx: &out_tx, ack_rx };
+            wire_redis(parts, &stop).await?
+        }
+    };
+    let enricher = Enricher {
+        role: Role::Pipeline { source: w.source },
+        redis: w.redis.clone(),
+        dead: w.dead.clone(),
+        naming,
+        sha512: config.sha512_token,
+        keep_content: false,
+        metrics: metrics.clone(),
+    };
+    let asm = Assembler::new(assemble, metrics.clone());
+    let stage = Stage { sink, settings: export, metrics, dead: w.dead, audit };
+    // In flow order: the drain waits for each before the next.
+    let mut tasks = w.sources;
+    tasks.push(task("enrich", enrich(enricher, entry_rx, item_tx, stop.clone())));
+    tasks.extend(w.tracers);
+    tasks.push(task("assemble", assemble_stage(asm, item_rx, out_tx, w.redis)));
+    tasks.push(task("export", stage.run(out_rx, ack_tx, give_up)));
+    tasks.push(w.ack);
+    Ok(tasks)
+}
+
+/// What the Redis side is wired from.
+struct RedisParts<'a> {
+    config: &'a crate::config::Config,
+    metrics: &'a Arc<crate::metrics::Metrics>,
+    naming: &'a Arc<crate::enrich::Naming>,
+    hosted: Vec<crate::tracers::Hosted>,
+    ingest: Option<TcpListener>,
+    /// The reader's output, the exporter's input (for tracers' outcome spans), the acker's input.
+    entry_tx: mpsc::Sender<Vec<Entry>>,
+    out_tx: &'a mpsc::Sender<Output>,
+    ack_rx: mpsc::Receiver<Ack>,
+}
+
+/// The Redis side: connections, the main group's reader and acker, the HTTP ingest, and one
+/// runner per hosted tracer (each group created before the bridge reports ready, so every record
+/// written after that reaches it).
+async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::Result<Wiring> {
+    let RedisParts { config, metrics, naming, hosted, ingest, entry_tx, out_tx, ack_rx } = p;
+    let redis = Redis::open(&config.redis_url, "redis.url")?;
+    let mut never = watch::channel(false).1;
+    let conn = redis.manager(Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
+    let reader = redis.manager(config.stream.block + Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
+    let s = &config.stream;
+    let settings = GroupSettings {
+        stream: s.key.clone(),
+        group: s.group.clone(),
+        consumer: s.consumer.clone(),
+        start: Start::Beginning,
+        read_count: s.read_count,
+        block: s.block,
+        claim_idle: s.claim_idle,
+    };
+    let max_inflight = config.export.as_ref().map_or(20_000, |e| e.max_inflight);
+    let inflight = InFlight::new(max_inflight, Some(metrics.inflight_entries.clone()));
+    let mut main = Group::new(settings.clone(), reader, conn.clone(), inflight.clone());
+    ensure(&mut main, &redis).await?;
+    let mut tracers = Vec::new();
+    for h in hosted {
+        let reader = redis.manager(Duration::from_secs(11), &mut never).await.map_err(connect_error)?;
+        let gs = GroupSettings { group: runner::group(&h.name), start: Start::End, read_count: TRACER_READ_COUNT, block: Duration::from_secs(1), ..settings.clone() };
+        let held = InFlight::new(TRACER_READ_COUNT, None);
+        let mut group = Group::new(gs.clone(), reader, conn.clone(), held.clone());
+        ensure(&mut group, &redis).await?;
+        tracing::info!(tracer = %h.name, module = h.module, group = %gs.group, "hosted tracer running");
+        let enricher = Enricher {
+            role: Role::Tracer,
+            redis: Some(conn.clone()),
+            dead: Arc::new(NoDeadLetters),
+            naming: naming.clone(),
+            sha512: false,
+            keep_content: h.tracer.needs_vcon(),
+            metrics: metrics.clone(),
+        };
+        let acker = Acker::new(conn.clone(), gs.stream.clone(), gs.group.clone(), held, config.done_marker_ttl);
+        let name = format!("tracer {}", h.name);
+        let r = Runner { hosted: h, group, acker, enricher, spans: out_tx.clone(), conn: conn.clone(), metrics: metrics.clone() };
+        tracers.push(task(&name, r.run(stop.clone())));
+    }
+    tracing::info!(stream = %s.key, group = %s.group, consumer = %s.consumer, max_inflight, "bridge running");
+    let mut sources = vec![task("reader", read(main, entry_tx, stop.clone()))];
+    if let (Some(cfg), Some(l)) = (&config.http_ingest, ingest) {
+        let h = crate::ingest::http::serve(l, cfg.clone(), conn.clone(), s.key.clone(), metrics.clone(), stop.clone())?;
+        sources.push(Task { name: "http ingest".into(), handle: h });
+    }
+    let acker = Acker::new(conn.clone(), s.key.clone(), s.group.clone(), inflight, config.done_marker_ttl);
+    tokio::spawn(watch_depth(conn.clone(), s.key.clone(), s.group.clone(), metrics.clone(), stop.clone()));
+    let dead = RedisDeadLetters { conn: conn.clone(), key: s.dead_letter_key.clone(), metrics: metrics.clone() };
+    Ok(Wiring { sources, tracers, ack: task("ack", acknowledge(acker, ack_rx, stop.clone())), redis: Some(conn), dead: Arc::new(dead), source: "stream" })
+}
+
+fn task(name: &str, f: impl std::future::Future<Output = ()> + Send + 'static) -> Task {
+    Task { name: name.to_string(), handle: tokio::spawn(f) }
+}
+
+fn connect_error(e: ConnectError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Creates the group, retrying transient errors; a permanent one (an ACL refusal) ends start-up.
+async fn ensure(g: &mut Group, redis: &Redis) -> anyhow::Result<()> {
+    let mut never = watch::channel(false).1;
+    let name = g.settings().group.clone();
+    let mut attempts = Attempts::new(Policy::forever(Duration::from_millis(200), Duration::from_secs(5)));
+    let mut log = |attempt: u32, f: &retry::Failure, _: Duration| {
+        if retry::worth_logging(attempt) {
+            tracing::warn!(group = %name, error = %f, "cannot create the consumer group; retrying");
+        }
+    };
+    let out = loop {
+        let r = g.ensure().await.map_err(|e| redis.classify(&e));
+        if let Some(o) = attempts.judge(r, &mut never, &mut log).await {
+            break o;
+        }
+    };
+    match out {
+        retry::Outcome::Done { .. } => Ok(()),
+        retry::Outcome::GaveUp { failure, .. } => Err(anyhow::anyhow!("stream.group={name}: {failure}")),
+        retry::Outcome::Stopped { .. } => Err(anyhow::anyhow!("stopped")),
+    }
+}
+
+/// The main group's reader: reads until stopped, hands each read on whole.
+async fn read(mut group: Group, tx: mpsc::Sender<Vec<Entry>>, mut stop: watch::Receiver<bool>) {
+    while let Some(entries) = group.read(&mut stop).await {
+        if !entries.is_empty() && tx.send(entries).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The demo's reader: batches what the channel holds, up to `max` entries.
+async fn read_local(mut rx: mpsc::Receiver<Entry>, tx: mpsc::Sender<Vec<Entry>>, max: usize, mut stop: watch::Receiver<bool>) {
+    loop {
+        let first = tokio::select! {
+            e = rx.recv() => e,
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        if tx.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn enrich(mut e: Enricher, mut rx: mpsc::Receiver<Vec<Entry>>, tx: mpsc::Sender<Vec<Item>>, mut stop: watch::Receiver<bool>) {
+    while let Some(batch) = rx.recv().await {
+        let Some(items) = e.enrich(batch, &mut stop).await else { return };
+        if tx.send(items).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Assembles; closes idle runs once a second (acknowledging, instead, runs another replica
+/// finished). Without Redis (the demo) it closes every run still open when its input ends.
+async fn assemble_stage(mut asm: Assembler, mut rx: mpsc::Receiver<Vec<Item>>, tx: mpsc::Sender<Output>, mut redis: Option<ConnectionManager>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            items = rx.recv() => {
+                let Some(items) = items else { break };
+                let now = Instant::now();
+                for item in items {
+                    for o in asm.accept_item(item, now) {
+                        if tx.send(o).await.is_err() { return; }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                for o in close_idle(&mut asm, redis.as_mut()).await {
+                    if tx.send(o).await.is_err() { return; }
+                }
+            }
+        }
+    }
+    if redis.is_none() {
+        for run in asm.drain_all() {
+            let _ = tx.send(asm.close_incomplete(run)).await;
+        }
+    }
+}
+
+async fn close_idle(asm: &mut Assembler, redis: Option<&mut ConnectionManager>) -> Vec<Output> {
+    let expired = asm.expire(Instant::now());
+    if expired.is_empty() {
+        return vec![];
+    }
+    let finished = match redis {
+        Some(conn) => done::finished(conn, &expired.iter().map(|r| r.trace_id()).collect::<Vec<_>>()).await,
+        None => vec![false; expired.len()],
+    };
+    expired
+        .into_iter()
+        .zip(finished)
+        .map(|(run, finished)| {
+            if finished {
+                Output::Ack(run.held)
+            } else {
+                tracing::debug!(vcon_uuid = %run.vcon_uuid, run = %run.run, "run idle past runs.idle_timeout; closing it as incomplete");
+                asm.close_incomplete(run)
+            }
+        })
+        .collect()
+}
+
+async fn acknowledge(mut acker: Acker, mut rx: mpsc::Receiver<Ack>, mut stop: watch::Receiver<bool>) {
+    while let Some(a) = rx.recv().await {
+        if !acker.ack(&a, &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Samples the main group's lag and pending count every two seconds.
+async fn watch_depth(mut conn: ConnectionManager, stream: String, group_name: String, metrics: Arc<crate::metrics::Metrics>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Some(d) = group::depth(&mut conn, &stream, &group_name).await {
+            if let Some(l) = d.lag {
+                metrics.stream_lag.set(l);
+            }
+            metrics.stream_pending.set(d.pending);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Configuration: YAML in the conserver's style -> [`RawConfig`] (serde, unknown keys rejected) ->
+//! [`validate`] (pure: no I/O, the environment passed in) -> [`Config`].
+//!
+//! Precedence for the OTLP exporter: a value in the file wins; otherwise the standard
+//! `OTEL_EXPORTER_OTLP_TRACES_*` then `OTEL_EXPORTER_OTLP_*` variables; otherwise the default.
+//! Secrets never need to be in the file: `redis.url` falls back to `REDIS_URL`, the ingest token to
+//! `VCON_OTEL_INGEST_TOKEN`, exporter headers to `OTEL_EXPORTER_OTLP_HEADERS`.
+
+mod conserver;
+mod export;
+mod tracers;
+
+pub use conserver::conserver_naming;
+pub use export::{Compression, Export, Protocol, RawExport, RawTls};
+pub use tracers::{HostedConfig, RawChain, RawTracer};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A section left empty (only comments under it) reads as YAML null: treat it as all defaults.
+pub(crate) fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The file as written. Every field is documented in `config/vcon-otel.yml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Resource `service.name` of every span (the conserver's service name).
+    pub service_name: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub redis: RawRedis,
+    #[serde(deserialize_with = "nullable")]
+    pub stream: RawStream,
+    #[serde(deserialize_with = "nullable")]
+    pub runs: RawRuns,
+    #[serde(deserialize_with = "nullable")]
+    pub export: RawExport,
+    #[serde(deserialize_with = "nullable")]
+    pub admin: RawAdmin,
+    #[serde(deserialize_with = "nullable")]
+    pub http_ingest: RawHttpIngest,
+    #[serde(deserialize_with = "nullable")]
+    pub metrics: RawMetrics,
+    #[serde(deserialize_with = "nullable")]
+    pub conserver: RawConserver,
+    #[serde(deserialize_with = "nullable")]
+    pub compliance: RawCompliance,
+    /// Seconds to drain and flush after SIGINT/SIGTERM before giving up (unacked entries stay pending).
+    pub shutdown_grace_secs: Option<u64>,
+    /// Hosted tracer modules, in the conserver's shape: `{NAME: {module: ..., options: {...}}}`.
+    /// Modules: `audit_log`, `webhook`, `statsd`, `jlinc` (docs/tracers.md).
+    pub tracers: BTreeMap<String, RawTracer>,
+    /// Per chain, the hosted tracers that run for it (`{NAME: {tracers: [...]}}`); a tracer named
+    /// by no chain runs for every chain, as upstream.
+    pub chains: BTreeMap<String, RawChain>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedis {
+    /// `redis://[user:pass@]host:port[/db]`; default `REDIS_URL`, else `redis://127.0.0.1:6379`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStream {
+    pub key: Option<String>,
+    pub group: Option<String>,
+    /// Consumer name in the group; default the host name (stable across restarts, so a restarted
+    /// bridge re-reads its own pending entries at once).
+    pub consumer: Option<String>,
+    pub dead_letter_key: Option<String>,
+    /// Entries per XREADGROUP call.
+    pub read_count: Option<usize>,
+    pub block_ms: Option<u64>,
+    /// Entries pending this long with another consumer are reclaimed (XAUTOCLAIM).
+    pub claim_idle_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRuns {
+    pub idle_timeout_secs: Option<u64>,
+    pub max_open: Option<usize>,
+    /// How long the completion marker `vcon_otel:done:{trace_id}` is kept.
+    pub done_marker_ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub addr: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttpIngest {
+    /// Listen address of `POST /v1/events`; absent = disabled.
+    pub addr: Option<String>,
+    /// Bearer token; default `VCON_OTEL_INGEST_TOKEN`. Required when `addr` is set.
+    pub token: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub max_label_values: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCompliance {
+    /// Also put the vCon spec's `sha512-<base64url>` token of the canonical bytes on spans
+    /// (`vcon.hash.sha512`). SHA-512 in software halves hashing throughput.
+    pub sha512_token: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConserver {
+    /// The conserver's own `config.yml`: names chains from their link lists, knows link modules.
+    pub config_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stream {
+    pub key: String,
+    pub group: String,
+    pub consumer: String,
+    pub dead_letter_key: String,
+    pub read_count: usize,
+    pub block: Duration,
+    pub claim_idle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpIngest {
+    pub addr: SocketAddr,
+    pub token: String,
+    pub max_body_bytes: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub service_name: String,
+    pub redis_url: String,
+    pub stream: Stream,
+    pub idle_timeout: Duration,
+    pub max_open_runs: usize,
+    pub done_marker_ttl: Duration,
+    /// `None` when no endpoint is configured anywhere (only the demo allows that).
+    pub export: Option<Export>,
+    pub admin_addr: SocketAddr,
+    pub http_ingest: Option<HttpIngest>,
+    pub max_label_values: usize,
+    pub conserver_config: Option<PathBuf>,
+    pub shutdown_grace: Duration,
+    /// The `audit_log` tracer, when configured, and its name under `tracers:`.
+    pub audit_log: Option<crate::compliance::audit_log::Settings>,
+    pub audit_log_name: Option<String>,
+    /// The other hosted tracers.
+    pub hosted: Vec<HostedConfig>,
+    /// Put the sha512 token on spans too.
+    pub sha512_token: bool,
+}
+
+/// One configuration problem: where, what, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+    pub hint: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (hint: {})", self.path, self.message, self.hint)
+    }
+}
+
+/// Every problem found, so a user fixes them all in one go.
+#[derive(Debug, Clone)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.0 {
+            writeln!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Parses YAML text. Syntax and unknown keys are reported with their location.
+pub fn parse(text: &str) -> Result<RawConfig, Problems> {
+    if text.trim().is_empty() {
+        return Ok(RawConfig::default());
+    }
+    serde_saphyr::from_str(text).map_err(|e| {
+        Problems(vec![Problem {
+            path: "(file)".into(),
+            message: e.to_string(),
+            hint: "see config/vcon-otel.yml for every key with its meaning".into(),
+        }])
+    })
+}
+
+/// Validates and resolves defaults. `env` reads an environment variable (tests pass a map).
+pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
+    let mut p = Vec::new();
+    let mut bad = |path: &str, message: String, hint: &str| {
+        p.push(Problem { path: path.into(), message, hint: hint.into() });
+    };
+
+    let redis_url = raw
+        .redis
+        .url
+        .or_else(|| env("REDIS_URL"))
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://") || redis_url.starts_with("unix://")) {
+        bad("redis.url", format!("{redis_url:?} is not a Redis URL"), "write redis://host:6379 (or rediss:// for TLS)");
+    }
+
+    let positive = |v: Option<u64>, d: u64| v.unwrap_or(d);
+    let mut nonzero = |path: &str, v: u64| {
+        if v == 0 {
+            p.push(Problem { path: path.into(), message: "must be greater than 0".into(), hint: "remove the key to use the default".into() });
+        }
+    };
+    let read_count = raw.stream.read_count.unwrap_or(512);
+    nonzero("stream.read_count", read_count as u64);
+    let idle = positive(raw.runs.idle_timeout_secs, 300);
+    nonzero("runs.idle_timeout_secs", idle);
+    let max_open = raw.runs.max_open.unwrap_or(100_000);
+    nonzero("runs.max_open", max_open as u64);
+    let claim_idle = positive(raw.stream.claim_idle_secs, 60);
+    nonzero("stream.claim_idle_secs", claim_idle);
+    let max_label_values = raw.metrics.max_label_values.unwrap_or(200);
+    nonzero("metrics.max_label_values", max_label_values as u64);
+
+    let consumer = raw.stream.consumer.unwrap_or_else(|| {
+        env("HOSTNAME").unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
+    });
+    let stream = Stream {
+        key: raw.stream.key.unwrap_or_else(|| "vcon_otel:events".into()),
+        group: raw.stream.group.unwrap_or_else(|| "vcon-otel".into()),
+        consumer,
+        dead_letter_key: raw.stream.dead_letter_key.unwrap_or_else(|| "vcon_otel:events:dead".into()),
+        read_count,
+        block: Duration::from_millis(raw.stream.block_ms.unwrap_or(1000)),
+        claim_idle: Duration::from_secs(claim_idle),
+    };
+
+    let export = export::resolve_export(raw.export, env, &mut p);
+
+    let admin_text = raw.admin.addr.unwrap_or_else(|| "127.0.0.1:9464".into());
+    let admin_addr = parse_addr("admin.addr", &admin_text, &mut p);
+
+    let http_ingest = match raw.http_ingest.addr {
+        None => None,
+        Some(a) => {
+            let addr = parse_addr("http_ingest.addr", &a, &mut p);
+            let token = raw.http_ingest.token.or_else(|| env("VCON_OTEL_INGEST_TOKEN"));
+            match (addr, token) {
+                (Some(addr), Some(token)) if token.len() >= 16 => Some(HttpIngest {
+                    addr,
+                    token,
+                    max_body_bytes: raw.http_ingest.max_body_bytes.unwrap_or(1 << 20),
+                }),
+                (_, Some(_)) => {
+                    p.push(Problem {
+                        path: "http_ingest.token".into(),
+                        message: "the bearer token is shorter than 16 characters".into(),
+                        hint: "use a long random value, e.g. `openssl rand -hex 32`".into(),
+                    });
+                    None
+                }
+                (_, None) => {
+                    p.push(Problem {
+                        path: "http_ingest.token".into(),
+                        message: "POST /v1/events is enabled but no bearer token is set".into(),
+                        hint: "set VCON_OTEL_INGEST_TOKEN in the environment (or http_ingest.token)".into(),
+                    });
+                    None
+                }
+            }
+        }
+    };
+
+    let (hosted, audit) = tracers::validate(&raw.tracers, &raw.chains, &mut p);
+    let (audit_log_name, audit_log) = match audit {
+        Some((n, s)) => (Some(n), Some(s)),
+        None => (None, None),
+    };
+    if let Some(e) = &export {
+        if e.max_inflight < read_count {
+            p.push(Problem {
+                path: "export.max_inflight".into(),
+                message: format!("{} is smaller than stream.read_count ({read_count})", e.max_inflight),
+                hint: "raise export.max_inflight or lower stream.read_count".into(),
+            });
+        }
+    }
+
+    if p.is_empty() {
+        Ok(Config {
+            service_name: raw.service_name.unwrap_or_else(|| "conserver".into()),
+            redis_url,
+            stream,
+            idle_timeout: Duration::from_secs(idle),
+            max_open_runs: max_open,
+            done_marker_ttl: Duration::from_secs(raw.runs.done_marker_ttl_secs.unwrap_or(86_400)),
+            export,
+            admin_addr: admin_addr.expect("checked"),
+            http_ingest,
+            max_label_values,
+            conserver_config: raw.conserver.config_file,
+            shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
+            audit_log,
+            audit_log_name,
+            hosted,
+            sha512_token: raw.compliance.sha512_token,
+        })
+    } else {
+        Err(Problems(p))
+    }
+}
+
+fn parse_addr(path: &str, text: &str, p: &mut Vec<Problem>) -> Option<SocketAddr> {
+    match text.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.push(Problem {
+                path: path.into(),
+                message: format!("{text:?} is not an IP:port address"),
+                hint: "write e.g. 127.0.0.1:9464 or 0.0.0.0:9464".into(),
+            });
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,58 @@
+//! Acknowledgement: `XACK` of entries a user is done with, and the completion markers of runs whose
+//! root span was accepted, in one round trip. Retried until Redis takes it or the process stops
+//! (an unacknowledged entry is only re-read after a restart: a duplicate, never a loss).
+
+use super::{done, Ack, InFlight};
+use crate::retry::{self, Attempts, Failure, Policy, Reason};
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Acknowledges in one group; cheap to clone.
+#[derive(Clone)]
+pub struct Acker {
+    conn: ConnectionManager,
+    stream: String,
+    group: String,
+    inflight: InFlight,
+    done_ttl: Duration,
+}
+
+const ACK_RETRY: Policy = Policy::forever(Duration::from_millis(100), Duration::from_secs(5));
+
+impl Acker {
+    pub fn new(conn: ConnectionManager, stream: String, group: String, inflight: InFlight, done_ttl: Duration) -> Acker {
+        Acker { conn, stream, group, inflight, done_ttl }
+    }
+
+    /// Acknowledges `ack`; true once Redis took it, false when `stop` turned true first.
+    pub async fn ack(&mut self, ack: &Ack, stop: &mut watch::Receiver<bool>) -> bool {
+        if ack.is_empty() {
+            return true;
+        }
+        let mut pipe = redis::pipe();
+        for chunk in ack.ids.chunks(1000) {
+            pipe.cmd("XACK").arg(&self.stream).arg(&self.group).arg(chunk).ignore();
+        }
+        for t in &ack.done {
+            done::mark(&mut pipe, t, self.done_ttl);
+        }
+        let mut attempts = Attempts::new(ACK_RETRY);
+        let mut log = |attempt: u32, f: &Failure, _: Duration| {
+            if retry::worth_logging(attempt) {
+                tracing::warn!(attempt, error = %f, "cannot acknowledge; retrying");
+            }
+        };
+        let out = loop {
+            let r = pipe.query_async::<()>(&mut self.conn).await.map_err(|e| Failure::retryable(Reason::Transport, format!("XACK: {e}")));
+            if let Some(o) = attempts.judge(r, stop, &mut log).await {
+                break o;
+            }
+        };
+        let ok = matches!(out, retry::Outcome::Done { .. });
+        if ok {
+            self.inflight.release(&ack.ids);
+        }
+        ok
+    }
+}
