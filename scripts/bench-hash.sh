@@ -2,7 +2,8 @@
 # Compliance hashing benchmarks (docs/benchmarks.md, "Compliance hashing").
 #
 # 1. Throughput (MB/s of stored vCon JSON) on 100 KB and 5 MB vCons, side by side, median of 5:
-#      rust      - vcon_otel::compliance::vcon_hash in process (examples/hash_bench.rs)
+#      rust      - vcon_otel::compliance::vcon_hash in process (examples/hash_bench.rs), per second of
+#                  wall clock and per second of CPU (user + system: steadier on a shared machine)
 #      python    - Vcon.hash as vCon Server computes it: json.loads + normalize + json.dumps + sha256
 #      sha256sum - raw SHA-256 over the same bytes (coreutils), the floor
 # 2. Peak memory and throughput of whole processes (`/usr/bin/time -v`), median of 3, on the same
@@ -53,16 +54,24 @@ with open(os.path.join(sys.argv[1], "100m-tiny.json"), "w") as f:
 PYGEN
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-echo "## 1. Throughput in process (MB/s, median of 5)"
-hdr="| vCon | rust MB/s |"; sep="|---|---|"
-[ -n "$base" ] && { hdr="$hdr rust@$rev MB/s |"; sep="$sep---|"; }
+echo "## 1. Throughput in process (median of 5)"
+hdr="| vCon | rust MB/s | rust MB/CPU-s |"; sep="|---|---|---|"
+[ -n "$base" ] && { hdr="$hdr rust@$rev MB/s | rust@$rev MB/CPU-s |"; sep="$sep---|---|"; }
 printf '%s python MB/s | sha256sum MB/s | rust/python | sha256sum/rust |\n%s---|---|---|---|\n' "$hdr" "$sep"
 for name in 100k 5m; do
   f="$work/$name.json"; bytes=$(stat -c %s "$f")
   n=$([ "$name" = 100k ] && echo 400 || echo 10)
-  for _ in 1 2 3 4 5; do "$tgt"/release/examples/hash_bench "$f" "$n" | cut -d' ' -f1; done | median > "$work/rust"
-  echo 0 > "$work/base.mbs"
-  [ -n "$base" ] && for _ in 1 2 3 4 5; do "$base"/examples/hash_bench "$f" "$n" | cut -d' ' -f1; done | median > "$work/base.mbs"
+  rust_runs() { # rust_runs DIR OUT: median wall MB/s into OUT, median MB per CPU second into OUT.cpu
+    : > "$2.all"; : > "$2.cpuall"
+    for _ in 1 2 3 4 5; do
+      /usr/bin/time -f '%U %S' -o "$work/cpu" "$1"/examples/hash_bench "$f" "$n" | cut -d' ' -f1 >> "$2.all"
+      awk -v b="$bytes" -v n="$n" '{print b * n / ($1 + $2) / 1e6}' "$work/cpu" >> "$2.cpuall"
+    done
+    median < "$2.all" > "$2"; median < "$2.cpuall" > "$2.cpu"
+  }
+  rust_runs "$tgt/release" "$work/rust"
+  echo 0 > "$work/base.mbs"; echo 0 > "$work/base.mbs.cpu"
+  [ -n "$base" ] && rust_runs "$base" "$work/base.mbs"
   for _ in 1 2 3 4 5; do "$PY" - "$f" "$n" <<'PYH'
 import sys, time, json, hashlib, os
 sys.path.insert(0, "scripts")
@@ -80,9 +89,9 @@ PYH
     python3 -c "print($bytes*$n/($e-$s)/1e6)"
   done | median > "$work/sum"
   python3 -c "
-r,b,p,s=(float(open('$work/'+x).read()) for x in ('rust','base.mbs','py','sum'))
-col = (' %.0f |' % b) if '$base' else ''
-print('| %s | %.0f |%s %.0f | %.0f | %.1fx | %.2fx |' % ('$name', r, col, p, s, r/p, s/r))"
+r,rc,b,bc,p,s=(float(open('$work/'+x).read()) for x in ('rust','rust.cpu','base.mbs','base.mbs.cpu','py','sum'))
+col = (' %.0f | %.0f |' % (b, bc)) if '$base' else ''
+print('| %s | %.0f | %.0f |%s %.0f | %.0f | %.1fx | %.2fx |' % ('$name', r, rc, col, p, s, r/p, s/r))"
 done
 rm -f "$work/rep"
 
