@@ -29,12 +29,10 @@ for _ in $(seq 120); do
 done
 sleep 25  # enough scrapes for 15 s rate windows
 "${VCON_OTEL_PYTHON:-python3}" - "$pport" "$work/demo.out" <<'PY'
-import json, sys, time, urllib.parse, urllib.request
+import sys, time
 port, demo_out = sys.argv[1], sys.argv[2]
-base = "http://127.0.0.1:%s/api/v1/" % port
-def get(path, **params):
-    with urllib.request.urlopen(base + path + "?" + urllib.parse.urlencode(params), timeout=10) as r:
-        return json.load(r)
+sys.path.insert(0, "scripts/ops")
+from live_panels import check_panels, get
 # Panels whose series the demo cannot produce, and why.
 EXPECTED_EMPTY = {
     "Queue depth": "no hosted tracer with a queue runs in the demo",
@@ -44,22 +42,9 @@ EXPECTED_EMPTY = {
     "HTTP ingest answers": "the demo does not serve POST /v1/events",
     "Retries": "nothing fails in the demo, so neither hosted tracers nor the export retry",
 }
-ok = bad = 0
-sys.path.insert(0, "scripts/ops")
-from panel_queries import panel_queries
-for f, p, t, expr in panel_queries("15s"):
-    res = get("query", query=expr)["data"]["result"]
-    title = p["title"]
-    if res:
-        ok += 1
-        print("data  %-28s %-32s %d series" % (f, title, len(res)))
-    elif title in EXPECTED_EMPTY:
-        print("empty %-28s %-32s (expected: %s)" % (f, title, EXPECTED_EMPTY[title]))
-    else:
-        bad += 1
-        print("EMPTY %-28s %-32s %s" % (f, title, expr))
+ok, bad = check_panels(port, EXPECTED_EMPTY)
 now = time.time()
-ex = get("query_exemplars", query="vcon_otel_chain_duration_seconds_bucket", start=now - 120, end=now)["data"]
+ex = get(port, "query_exemplars", query="vcon_otel_chain_duration_seconds_bucket", start=now - 120, end=now)["data"]
 ids = {e["labels"].get("trace_id") for s in ex for e in s["exemplars"]}
 ids.discard(None)
 printed = {l.split()[1] for l in open(demo_out) if l.startswith("trace ")}

@@ -73,6 +73,23 @@ for name, s in services.items():
 if problems:
     sys.exit("\n".join(problems))
 PY
+check "compose Jaeger config: every pipeline component and extension is defined" "${VCON_OTEL_PYTHON:-python3}" - <<'PY'
+import sys, yaml
+c = yaml.safe_load(open("config/compose/jaeger.yml"))
+problems = ["extension %s is not defined" % e for e in c["service"]["extensions"] if e not in c.get("extensions", {})]
+for name, p in c["service"]["pipelines"].items():
+    for kind in ("receivers", "processors", "exporters"):
+        problems += ["pipeline %s: %s %s is not defined" % (name, kind[:-1], x) for x in p.get(kind, []) if x not in (c.get(kind) or {})]
+if problems:
+    sys.exit("\n".join(problems))
+PY
+check "compose images are pinned to a version (no latest, no untagged)" "${VCON_OTEL_PYTHON:-python3}" - <<'PY'
+import re, sys, yaml
+bad = ["%s: %s" % (n, s["image"]) for n, s in yaml.safe_load(open("docker-compose.yml"))["services"].items()
+       if "image" in s and not re.search(r":v?\d+\.\d+", s["image"])]
+if bad:
+    sys.exit("unpinned images: %s" % bad)
+PY
 # The bridge binary (built here if needed: the test command builds it first, so this is cached).
 cargo build --release --quiet --bin vcon-otel
 bin="${CARGO_TARGET_DIR:-target}/release/vcon-otel"

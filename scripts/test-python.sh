@@ -5,7 +5,7 @@
 #
 # Runs pytest with $VCON_OTEL_PYTHON (Python 3.11), then, when pyenv has Python 3.12 and 3.13,
 # again with each of them in a small cached venv (pytest; redis-py 4.6.0, the version vCon Server
-# pins, on 3.12 and 5.2.1 on 3.13) into which the package is
+# pins, on 3.12 and the current 8.1.0 on 3.13; the main venv has 5.2.1) into which the package is
 # installed with `pip install ./python` -- which also checks the packaging. VCON_OTEL_PY_EXTRA=0
 # skips the extra versions. Exits non-zero on any failure; "no tests collected" is a failure.
 set -uo pipefail
@@ -32,7 +32,8 @@ run_pytest "VCON_OTEL_PYTHON" "$VCON_OTEL_PYTHON"
 
 if [ "${VCON_OTEL_PY_EXTRA:-1}" != 0 ] && command -v pyenv >/dev/null; then
   # 3.12 with redis-py 4.6.0: what vCon Server itself pins (pyproject.toml) and runs on.
-  for ver_redis in 3.12:4.6.0 3.13:5.2.1; do
+  # 3.13 with the current redis-py (TLS host-name checks on by default, HELLO, driver_info).
+  for ver_redis in 3.12:4.6.0 3.13:8.1.0; do
     ver=${ver_redis%%:*}; redis_ver=${ver_redis#*:}
     base=$(pyenv prefix "$(pyenv versions --bare | grep -E "^${ver//./\\.}(\.[0-9]+)?$" | sort -V | tail -1)" 2>/dev/null)/bin/python3
     if [ ! -x "$base" ]; then echo "test-python: no Python $ver in pyenv, skipped"; continue; fi

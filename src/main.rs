@@ -35,7 +35,9 @@ enum Command {
     /// Check a configuration file: every problem with its key path and a hint; exit 78 if any.
     CheckConfig { file: PathBuf },
     /// Simulated conserver through the real pipeline, printing each span tree; exports over OTLP
-    /// too when OTEL_EXPORTER_OTLP_ENDPOINT is set. Needs no outside service.
+    /// too when OTEL_EXPORTER_OTLP_ENDPOINT is set. Needs no outside service. With --redis-url it
+    /// writes the records into a Redis stream instead, as the Python tracer module does, for a
+    /// bridge (`vcon-otel run`) to export.
     Demo {
         #[arg(long, default_value = "127.0.0.1:9464")]
         admin_addr: SocketAddr,
@@ -53,6 +55,16 @@ enum Command {
         /// Do not print span trees (metrics and OTLP only).
         #[arg(long)]
         quiet: bool,
+        /// Write the records into this Redis (with RedisJSON) instead of the in-process pipeline;
+        /// --admin-addr, --idle-timeout-secs and --quiet then do not apply.
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// The stream to append to (the bridge's stream.key).
+        #[arg(long, default_value = "vcon_otel:events", requires = "redis_url")]
+        stream: String,
+        /// Cap the stream with XADD MAXLEN ~ N (default: no cap, as the Python producer).
+        #[arg(long, requires = "redis_url")]
+        maxlen: Option<u64>,
     },
     /// Print `Vcon.hash` (SHA-256, as vCon Server computes it) and the sha512 token of stored vCons.
     /// Exit 0 when every file hashed, 1 when any could not be read or parsed.
@@ -146,9 +158,12 @@ fn main() -> ExitCode {
             }
             runtime().block_on(run(cfg))
         }
-        Command::Demo { admin_addr, vcons, workers, pace_ms, idle_timeout_secs, quiet } => {
+        Command::Demo { admin_addr, vcons, workers, pace_ms, idle_timeout_secs, quiet, redis_url, stream, maxlen } => {
             init_logs(&cli.log_format);
             let opts = demo::Options { vcons, workers, pace: std::time::Duration::from_millis(pace_ms) };
+            if let Some(url) = redis_url {
+                return runtime().block_on(demo::run_into_redis(&url, &stream, maxlen, opts));
+            }
             runtime().block_on(demo::run(admin_addr, opts, idle_timeout_secs, quiet))
         }
     }
@@ -229,7 +244,7 @@ async fn run(cfg: config::Config) -> ExitCode {
         }
     };
     let ingest = match ingest_addr {
-        Some(a) => match tokio::net::TcpListener::bind(a).await {
+        Some(a) => match vcon_otel::ingest::http::bind(a) {
             Ok(l) => Some(l),
             Err(e) => {
                 eprintln!("http_ingest.addr={a}: cannot listen: {e}");

@@ -137,6 +137,8 @@ pub struct Metrics {
     pub stream_lag: Gauge,
     pub stream_pending: Gauge,
     pub inflight_entries: Gauge,
+    pub redis_up: Gauge,
+    pub http_connections: Gauge,
     pub chains: LabelGuard,
     pub links: LabelGuard,
     pub storages: LabelGuard,
@@ -172,6 +174,8 @@ impl Metrics {
             stream_lag: Gauge::default(),
             stream_pending: Gauge::default(),
             inflight_entries: Gauge::default(),
+            redis_up: Gauge::default(),
+            http_connections: Gauge::default(),
             chains: LabelGuard::new(max_label_values),
             links: LabelGuard::new(max_label_values),
             storages: LabelGuard::new(max_label_values),
@@ -202,6 +206,8 @@ impl Metrics {
         r.register("vcon_otel_stream_lag", "Stream entries not yet delivered to the consumer group", m.stream_lag.clone());
         r.register("vcon_otel_stream_pending", "Entries delivered to the group and not yet acknowledged", m.stream_pending.clone());
         r.register("vcon_otel_inflight_entries", "Entries read by this bridge and not yet acknowledged", m.inflight_entries.clone());
+        r.register("vcon_otel_redis_up", "1 while Redis answers the health probe's PING, else 0", m.redis_up.clone());
+        r.register("vcon_otel_http_connections", "Open connections of the POST /v1/events listener", m.http_connections.clone());
         let build = Family::<VersionLabel, Gauge>::default();
         build.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION") }).set(1);
         r.register("vcon_otel_build_info", "Build information; always 1", build);

@@ -58,6 +58,26 @@ def server():
     s.stop()
 
 
+@pytest.fixture(scope="session")
+def certs():
+    from secure_redis import Certs
+    c = Certs()
+    yield c
+    c.cleanup()
+
+
+@pytest.fixture
+def secure(certs):
+    """A Redis with TLS (client certificates required), requirepass and RedisJSON."""
+    from secure_redis import SecureServer
+    try:
+        s = SecureServer(_need("VCON_OTEL_REDIS_SERVER"), _need("VCON_OTEL_REJSON"), certs)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield s
+    s.stop()
+
+
 @pytest.fixture(autouse=True)
 def clean_state():
     from vcon_otel import _emit, _state, hooks

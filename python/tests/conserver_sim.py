@@ -8,6 +8,10 @@ logging, metrics and OpenTelemetry spans are left out.
 Usable from tests and from the command line (the Rust end-to-end tests drive it)::
 
     python conserver_sim.py --redis-url URL --scenario three_links [--hooks] [--stream KEY]
+        [--options JSON] [--conserver-options JSON]
+
+(--options: more producer options, e.g. TLS and credentials; --conserver-options: the same kind
+of options for the conserver's own connection, when it needs TLS or a password.)
 
 It prints one JSON line: {"vcon_uuid": first vCon, "vcon_uuids": [...], "errors": [...]}.
 """
@@ -261,9 +265,11 @@ def chain_for(name):
             "storages": ["file", "broken"]}
 
 
-def run_scenario(r, redis_url, name, hooks, stream="vcon_otel:events", rounds=10):
-    """Runs a named scenario; returns (vCon UUIDs, processing errors) in the order they happened."""
+def run_scenario(r, redis_url, name, hooks, stream="vcon_otel:events", rounds=10, options=None):
+    """Runs a named scenario; returns (vCon UUIDs, processing errors) in the order they happened.
+    `options`: more tracer options (TLS, credentials), merged over stream and redis_url."""
     opts = {"stream": stream, "redis_url": redis_url}
+    opts.update(options or {})
     tracers = otel_tracer(opts)
     if name == "tracer_error":
         # A second tracer, after vcon_otel, that raises after link 1 with dlq_vcon_on_error.
@@ -295,12 +301,21 @@ def main():
     ap.add_argument("--hooks", action="store_true", help="install vcon_otel.hooks as the conserver's hook modules")
     ap.add_argument("--stream", default="vcon_otel:events")
     ap.add_argument("--rounds", type=int, default=10, help="two_threads: vCons per thread")
+    ap.add_argument("--options", type=json.loads, default={},
+                    help="JSON object of more options for the tracer and hooks (tls_ca_file, redis_password_env, ...)")
+    ap.add_argument("--conserver-options", type=json.loads, default=None,
+                    help="JSON object of options (redis_url, tls_*, redis_password_*) for the conserver's own connection; "
+                         "default: --redis-url as given")
     a = ap.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
     os.environ["REDIS_URL"] = a.redis_url
-    r = redis.Redis.from_url(a.redis_url)
-    otel_hooks.options = {"redis_url": a.redis_url, "stream": a.stream}
-    vcons, errors = run_scenario(r, a.redis_url, a.scenario, a.hooks, a.stream, a.rounds)
+    if a.conserver_options is not None:
+        from vcon_otel import _connect
+        r = _connect.make_client(dict({"redis_url": a.redis_url}, **a.conserver_options))
+    else:
+        r = redis.Redis.from_url(a.redis_url)
+    otel_hooks.options = dict({"redis_url": a.redis_url, "stream": a.stream}, **a.options)
+    vcons, errors = run_scenario(r, a.redis_url, a.scenario, a.hooks, a.stream, a.rounds, a.options)
     print(json.dumps({"vcon_uuid": vcons[0], "vcon_uuids": vcons,
                       "errors": [None if e is None else "%s: %s" % (type(e).__name__, e) for e in errors]}))
 

@@ -96,10 +96,12 @@ def test_a_link_span_covers_the_links_execution(server, use_hooks):
     slow = recs[2]
     assert slow["link_index"] == 1
     # from when the previous call returned to when this call began: the 50 ms sleep, plus little
-    assert 50_000_000 <= slow["ts_ns"] - slow["start_ns"] < 150_000_000
+    # (bounds in wall time on a shared machine: only the order of magnitude is checked)
+    assert 50_000_000 <= slow["ts_ns"] - slow["start_ns"] < 1_000_000_000
     assert recs[1]["ts_ns"] < slow["start_ns"]
     for r in recs[1:]:
-        assert r["ts_ns"] - r["start_ns"] < (150_000_000 if r is slow else 20_000_000)
+        if r is not slow:  # a fast link's span does not include the slow link's sleep
+            assert r["ts_ns"] - r["start_ns"] < 50_000_000
     assert t0 <= recs[0]["run_start_ns"] <= recs[0]["ts_ns"] < t1
 
 

@@ -15,13 +15,23 @@ import time
 import urllib.parse
 import uuid
 
-import redis
+from . import _connect
 
 logger = logging.getLogger("vcon_otel")
 
 DEFAULTS = {
-    # Redis of the bridge's stream; default the conserver's own REDIS_URL.
+    # Redis of the bridge's stream; default the conserver's own REDIS_URL. rediss:// for TLS;
+    # redis://USER@host:port for an ACL user. TLS and credentials: see _connect.py.
     "redis_url": None,
+    # The password from an environment variable or a file, instead of in redis_url.
+    "redis_password_env": None,
+    "redis_password_file": None,
+    # TLS (rediss:// only): private CA, client certificate and key (PEM files).
+    "tls_ca_file": None,
+    "tls_cert_file": None,
+    "tls_key_file": None,
+    # true: no check of the server's certificate (logged as an ERROR once per process).
+    "tls_insecure_skip_verify": False,
     # The stream the bridge reads (config stream.key).
     "stream": "vcon_otel:events",
     # Approximate cap on the stream length (XADD MAXLEN ~). None: no cap, so nothing is ever
@@ -50,8 +60,6 @@ DEFAULTS = {
 }
 
 _HOST = socket.gethostname()
-_clients = {}
-_clients_lock = threading.Lock()
 _stats_lock = threading.Lock()
 _stats = {"sent": 0, "failed": 0, "skipped": 0, "errors": 0}
 _last_log = [-1e18]
@@ -73,19 +81,7 @@ def options(opts):
 
 
 def client(opts):
-    key = (opts["redis_url"], opts["socket_timeout"])
-    c = _clients.get(key)
-    if c is None:
-        with _clients_lock:
-            c = _clients.get(key)
-            if c is None:
-                c = redis.Redis.from_url(
-                    opts["redis_url"],
-                    socket_timeout=opts["socket_timeout"],
-                    socket_connect_timeout=opts["socket_timeout"],
-                )
-                _clients[key] = c
-    return c
+    return _connect.client(opts)
 
 
 def stats():
@@ -112,13 +108,16 @@ def new_run_id():
 # record with the previous run spliced in as its field "prev_run" -- all server-side, one round trip.
 # The record (ARGV[1]) is compact JSON ending in "}"; the pointer is spliced in only when it has
 # exactly the shape this module writes, so a foreign value never corrupts the record.
-# KEYS: stream, lastrun key, [vcon key, snapshot key]; ARGV: record, run ref, lastrun ttl, maxlen, snapshot ttl
+# KEYS: stream, lastrun key, [snapshot key]; ARGV: record, run ref, lastrun ttl, maxlen, snapshot ttl,
+# [vcon key]. The vCon's key is an ARGV, not a KEYS entry: Redis ACLs require read *and* write
+# permission on every key a script declares, and the producer may only read vCons (%R~vcon:*); the
+# COPY inside is checked as a read of it (docs/operations.md).
 _OPEN_SCRIPT = """
 local prev = redis.call('GET', KEYS[2])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
 if KEYS[3] then
-  if redis.call('COPY', KEYS[3], KEYS[4], 'REPLACE') == 1 then
-    redis.call('EXPIRE', KEYS[4], tonumber(ARGV[5]))
+  if redis.call('COPY', ARGV[6], KEYS[3], 'REPLACE') == 1 then
+    redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
   end
 end
 local rec = ARGV[1]
@@ -171,9 +170,11 @@ def send(opts, record, snapshot_of=None, open_run_of=None, point_run_from=None):
                 # loads the script and retries.
                 script = _scripts[id(r)] = r.register_script(_OPEN_SCRIPT)
             keys = [opts["stream"], LASTRUN + open_run_of]
+            args = [data, run_ref, int(opts["lastrun_ttl"]), "" if maxlen is None else int(maxlen), int(opts["snapshot_ttl"])]
             if snap:
-                keys += ["vcon:" + snapshot_of, snap]
-            script(keys=keys, args=[data, run_ref, int(opts["lastrun_ttl"]), "" if maxlen is None else int(maxlen), int(opts["snapshot_ttl"])])
+                keys.append(snap)
+                args.append("vcon:" + snapshot_of)
+            script(keys=keys, args=args)
         else:
             p = r.pipeline(transaction=False)
             if snap:
@@ -199,8 +200,10 @@ def send(opts, record, snapshot_of=None, open_run_of=None, point_run_from=None):
         now = time.monotonic()
         if now - _last_log[0] >= float(opts.get("log_interval") or 0):
             _last_log[0] = now
-            logger.error("vcon_otel: cannot append to stream %s at %s: %s (failed: %d, skipped: %d so far; logged at most every %ss)",
-                         opts.get("stream"), _redact(opts.get("redis_url")), e, _stats["failed"], _stats["skipped"], opts.get("log_interval"))
+            hint = None if isinstance(e, RedisUnavailable) else _connect.explain(e, opts)
+            logger.error("vcon_otel: cannot append to stream %s at %s: %s: %s%s (failed: %d, skipped: %d so far; logged at most every %ss)",
+                         opts.get("stream"), _redact(opts.get("redis_url")), type(e).__name__, e, "; fix: " + hint if hint else "",
+                         _stats["failed"], _stats["skipped"], opts.get("log_interval"))
         if opts.get("dlq_vcon_on_error"):
             raise
         return False

@@ -75,7 +75,7 @@ struct Channels {
 
 /// Connects (Redis source), creates the groups and spawns every stage, in flow order.
 async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<bool>, give_up: watch::Receiver<bool>) -> anyhow::Result<Vec<Task>> {
-    let Bridge { config, metrics, health: _, naming, assemble, export, sink, audit, hosted, source } = b;
+    let Bridge { config, metrics, health, naming, assemble, export, sink, audit, hosted, source } = b;
     // The exporter's queue also takes hosted tracers' outcome spans (offered, dropped when full).
     let out_depth = (config.export.as_ref().map_or(512, |e| e.max_batch_spans) * 8).max(4096);
     let c = Channels {
@@ -101,7 +101,7 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
             source: "demo",
         },
         Source::Redis => {
-            let parts = RedisParts { config: &config, metrics: &metrics, naming: &naming, hosted, ingest, entry_tx, out_tx: &out_tx, ack_rx };
+            let parts = RedisParts { config: &config, metrics: &metrics, health: &health, naming: &naming, hosted, ingest, entry_tx, out_tx: &out_tx, ack_rx };
             wire_redis(parts, &stop).await?
         }
     };
@@ -130,6 +130,7 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
 struct RedisParts<'a> {
     config: &'a crate::config::Config,
     metrics: &'a Arc<crate::metrics::Metrics>,
+    health: &'a Arc<crate::health::Health>,
     naming: &'a Arc<crate::enrich::Naming>,
     hosted: Vec<crate::tracers::Hosted>,
     ingest: Option<TcpListener>,
@@ -143,8 +144,9 @@ struct RedisParts<'a> {
 /// runner per hosted tracer (each group created before the bridge reports ready, so every record
 /// written after that reaches it).
 async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::Result<Wiring> {
-    let RedisParts { config, metrics, naming, hosted, ingest, entry_tx, out_tx, ack_rx } = p;
+    let RedisParts { config, metrics, health, naming, hosted, ingest, entry_tx, out_tx, ack_rx } = p;
     let redis = Redis::open(&config.redis_url, "redis.url")?;
+    crate::health::spawn_redis_probe(redis.client(), health.clone(), metrics.clone(), stop.clone());
     let mut never = watch::channel(false).1;
     let conn = redis.manager(Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
     let reader = redis.manager(config.stream.block + Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
@@ -187,7 +189,7 @@ async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::
     tracing::info!(stream = %s.key, group = %s.group, consumer = %s.consumer, max_inflight, "bridge running");
     let mut sources = vec![task("reader", read(main, entry_tx, stop.clone()))];
     if let (Some(cfg), Some(l)) = (&config.http_ingest, ingest) {
-        let h = crate::ingest::http::serve(l, cfg.clone(), conn.clone(), s.key.clone(), metrics.clone(), stop.clone())?;
+        let h = crate::ingest::http::serve(l, cfg.clone(), conn.clone(), s.key.clone(), metrics.clone(), health.clone(), stop.clone())?;
         sources.push(Task { name: "http ingest".into(), handle: h });
     }
     let acker = Acker::new(conn.clone(), s.key.clone(), s.group.clone(), inflight, config.done_marker_ttl);

@@ -8,10 +8,12 @@
 
 mod conserver;
 mod export;
+mod http_ingest;
 mod tracers;
 
 pub use conserver::conserver_naming;
 pub use export::{Compression, Export, Protocol, RawExport, RawTls};
+pub use http_ingest::{HttpIngest, RawHttpIngest};
 pub use tracers::{HostedConfig, RawChain, RawTracer};
 
 use serde::Deserialize;
@@ -100,16 +102,6 @@ pub struct RawAdmin {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawHttpIngest {
-    /// Listen address of `POST /v1/events`; absent = disabled.
-    pub addr: Option<String>,
-    /// Bearer token; default `VCON_OTEL_INGEST_TOKEN`. Required when `addr` is set.
-    pub token: Option<String>,
-    pub max_body_bytes: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
     pub max_label_values: Option<usize>,
 }
@@ -138,13 +130,6 @@ pub struct Stream {
     pub read_count: usize,
     pub block: Duration,
     pub claim_idle: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct HttpIngest {
-    pub addr: SocketAddr,
-    pub token: String,
-    pub max_body_bytes: usize,
 }
 
 /// The validated configuration.
@@ -266,36 +251,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     let admin_text = raw.admin.addr.unwrap_or_else(|| "127.0.0.1:9464".into());
     let admin_addr = parse_addr("admin.addr", &admin_text, &mut p);
 
-    let http_ingest = match raw.http_ingest.addr {
-        None => None,
-        Some(a) => {
-            let addr = parse_addr("http_ingest.addr", &a, &mut p);
-            let token = raw.http_ingest.token.or_else(|| env("VCON_OTEL_INGEST_TOKEN"));
-            match (addr, token) {
-                (Some(addr), Some(token)) if token.len() >= 16 => Some(HttpIngest {
-                    addr,
-                    token,
-                    max_body_bytes: raw.http_ingest.max_body_bytes.unwrap_or(1 << 20),
-                }),
-                (_, Some(_)) => {
-                    p.push(Problem {
-                        path: "http_ingest.token".into(),
-                        message: "the bearer token is shorter than 16 characters".into(),
-                        hint: "use a long random value, e.g. `openssl rand -hex 32`".into(),
-                    });
-                    None
-                }
-                (_, None) => {
-                    p.push(Problem {
-                        path: "http_ingest.token".into(),
-                        message: "POST /v1/events is enabled but no bearer token is set".into(),
-                        hint: "set VCON_OTEL_INGEST_TOKEN in the environment (or http_ingest.token)".into(),
-                    });
-                    None
-                }
-            }
-        }
-    };
+    let http_ingest = http_ingest::resolve(raw.http_ingest, env, &mut p);
 
     let (hosted, audit) = tracers::validate(&raw.tracers, &raw.chains, &mut p);
     let (audit_log_name, audit_log) = match audit {

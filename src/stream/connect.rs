@@ -38,6 +38,11 @@ impl Redis {
         Ok(Redis { client, key, shown: redact(url) })
     }
 
+    /// The client (for a connection of someone else's, e.g. the health probe's).
+    pub fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
     /// A connection whose commands time out after `response_timeout` (blocking readers need more
     /// than their block time). Retries transient failures until `stop`.
     pub async fn manager(&self, response_timeout: Duration, stop: &mut watch::Receiver<bool>) -> Result<ConnectionManager, ConnectError> {

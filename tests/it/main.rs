@@ -6,5 +6,7 @@ mod support;
 mod audit;
 mod bridge;
 mod compliance;
+mod demo;
+mod http_ingest;
 mod python_e2e;
 mod tracers;

@@ -210,12 +210,7 @@ fn postgres_audit_trail_survives_a_server_restart_with_nothing_lost() {
     let pg = crate::support::postgres::Postgres::start();
     let tracers = format!("  db:\n    module: postgres\n    options: {{url: \"{}\", table: audit.vcon_events_test, initial_backoff_ms: 100, max_backoff_ms: 500, max_attempts: 1000}}\n", pg.url());
     // The schema must exist; the table is created by the tracer.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let (c, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        c.batch_execute("CREATE SCHEMA audit").await.unwrap();
-    });
+    pg.execute("CREATE SCHEMA audit");
     let bridge = Bridge::run(&cfg(&redis, &rx, &tracers));
     let count = || pg.query_count("SELECT count(*) FROM audit.vcon_events_test");
     run_with_snapshots(&redis, "r1", "u1", None);
@@ -236,6 +231,22 @@ fn a_table_name_that_is_not_an_identifier_is_refused_by_check_config() {
     let out = std::process::Command::new(crate::support::bridge::binary()).args(["check-config", f.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tracers.db.options: table \"t; DROP TABLE x\" is not an identifier"));
+}
+
+#[test]
+fn postgres_tls_settings_are_checked_by_check_config() {
+    let dir = crate::support::temp_dir();
+    let f = dir.path().join("c.yml");
+    for (opts, expected) in [
+        ("{url: \"postgres://x/db?sslmode=require\", sslmode: verify-full}", "tracers.db.options: sslmode is verify-full but the url says sslmode=require: give it in one place"),
+        ("{url: \"postgres://x/db\", ssl_ca_file: /etc/ca.pem}", "ssl_ca_file (sslrootcert) is set without sslmode: set sslmode verify-full"),
+        ("{url: \"postgres://x/db\", sslmode: verify_full}", "unknown variant `verify_full`, expected one of `disable`, `prefer`, `require`, `verify-ca`, `verify-full`"),
+    ] {
+        std::fs::write(&f, format!("export: {{endpoint: \"http://x:4317\"}}\ntracers:\n  db:\n    module: postgres\n    options: {opts}\n")).unwrap();
+        let out = std::process::Command::new(crate::support::bridge::binary()).args(["check-config", f.to_str().unwrap()]).output().unwrap();
+        assert_eq!(out.status.code(), Some(78), "{opts}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(expected), "{opts}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 #[test]
@@ -304,4 +315,94 @@ fn a_collector_outage_never_stops_a_hosted_tracer_and_loses_no_pipeline_span() {
     // Per run: three link spans and the root.
     assert!(wait_until(Duration::from_secs(90), || pipeline_spans() == RUNS * 4), "{} of {} pipeline spans after recovery", pipeline_spans(), RUNS * 4);
     assert!(wait_until(T, || redis.pending("vcon_otel:events", "vcon-otel") == 0));
+}
+
+/// The bridge's log without terminal colour codes.
+fn plain_log(bridge: &Bridge) -> String {
+    let mut out = String::new();
+    let raw = bridge.output();
+    let mut it = raw.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Options of a postgres tracer named `name` writing to `table` on `url`, plus `extra` options.
+fn pg_tracer(name: &str, url: &str, table: &str, extra: &str) -> String {
+    format!("  {name}:\n    module: postgres\n    options: {{url: \"{url}\", table: {table}, initial_backoff_ms: 50, max_backoff_ms: 200, max_attempts: 1000{extra}}}\n")
+}
+
+#[test]
+fn postgres_writes_through_tls_with_verify_full_and_refuses_plain_connections() {
+    let dir = crate::support::temp_dir();
+    let (ca, cert, key) = crate::support::otlp::make_tls_files(dir.path());
+    let pg = crate::support::postgres::Postgres::start_tls(&cert, &key);
+    let (redis, rx) = (RedisServer::start(), Receiver::start(vec![]));
+    let (base, ca) = (format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port), ca.display().to_string());
+    let tracers = [
+        pg_tracer("full", &base, "tls_options", &format!(", sslmode: verify-full, ssl_ca_file: \"{ca}\"")),
+        pg_tracer("in_url", &format!("{base}?sslmode=verify-full&sslrootcert={ca}"), "tls_url", ""),
+        // The certificate names 127.0.0.1 only: verify-ca checks the chain, not the name.
+        pg_tracer("ca_only", &format!("postgres://postgres@localhost:{}/postgres", pg.port), "tls_ca", &format!(", sslmode: verify-ca, ssl_ca_file: \"{ca}\"")),
+        // Encryption without certificate checks, as libpq's require and prefer.
+        pg_tracer("encrypt_only", &base, "tls_require", ", sslmode: require"),
+        pg_tracer("if_offered", &base, "tls_prefer", ", sslmode: prefer"),
+        pg_tracer("plain", &base, "never", ""),
+    ]
+    .concat();
+    let bridge = Bridge::run(&cfg(&redis, &rx, &tracers));
+    run_with_snapshots(&redis, "r1", "u1", None);
+    for table in ["tls_options", "tls_url", "tls_ca", "tls_require", "tls_prefer"] {
+        assert!(wait_until(T, || pg.query_count(&format!("SELECT count(*) FROM {table}")) == 4), "{table}: {}", bridge.output());
+    }
+    // The server's own view: the tracers' TCP connections are encrypted.
+    assert!(pg.query_count("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.client_addr IS NOT NULL") >= 5);
+    // Without sslmode the server refuses the connection: permanent, with the fix named, not retried.
+    assert!(wait_until(T, || plain_log(&bridge).contains("the server accepts this user only over TLS: set sslmode verify-full")), "{}", bridge.output());
+    assert_eq!(pg.query_count("SELECT count(*) FROM pg_tables WHERE tablename = 'never'"), 0);
+    assert_eq!(bridge.metric_value(&["vcon_otel_tracer_retries_total{", "tracer=\"plain\""]).unwrap_or(0.0), 0.0);
+}
+
+#[test]
+fn postgres_with_a_wrong_ca_is_a_permanent_error_reported_once() {
+    let (dir, other) = (crate::support::temp_dir(), crate::support::temp_dir());
+    let (ca, cert, key) = crate::support::otlp::make_tls_files(dir.path());
+    // A CA of another name that signed nothing the server uses.
+    let other_ca = other.path().join("other-ca.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out", "other-ca.pem", "-days", "2", "-subj", "/CN=another CA"])
+        .current_dir(other.path())
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let pg = crate::support::postgres::Postgres::start_tls(&cert, &key);
+    let (redis, rx) = (RedisServer::start(), Receiver::start(vec![]));
+    let tracers = [
+        pg_tracer("bad_ca", &format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port), "t1", &format!(", sslmode: verify-full, ssl_ca_file: \"{}\"", other_ca.display())),
+        pg_tracer("bad_name", &format!("postgres://postgres@localhost:{}/postgres", pg.port), "t2", &format!(", sslmode: verify-full, ssl_ca_file: \"{}\"", ca.display())),
+    ]
+    .concat();
+    let bridge = Bridge::run(&cfg(&redis, &rx, &tracers));
+    run_with_snapshots(&redis, "r1", "u1", None);
+    run_with_snapshots(&redis, "r2", "u2", None);
+    let gave_up = |t: &str| plain_log(&bridge).lines().filter(|l| l.contains("hosted tracer gave up on a record") && l.contains(&format!("tracer={t}"))).count();
+    assert!(wait_until(T, || gave_up("bad_ca") == 8 && gave_up("bad_name") == 8), "{}", bridge.output());
+    let out = plain_log(&bridge);
+    let reports = |needle: &str| out.lines().filter(|l| l.contains("permanent PostgreSQL connection error") && l.contains(needle)).count();
+    assert_eq!(reports(&format!("invalid peer certificate: UnknownIssuer: the server's certificate is not signed by a CA in {}: set ssl_ca_file", other_ca.display())), 1, "{out}");
+    assert_eq!(reports("does not name the host in url"), 1, "{out}");
+    for t in ["bad_ca", "bad_name"] {
+        assert_eq!(bridge.metric_value(&["vcon_otel_tracer_retries_total{", &format!("tracer=\"{t}\"")]).unwrap_or(0.0), 0.0, "{t} was retried");
+        assert!(bridge.metric_value(&["vcon_otel_tracer_calls_total{", &format!("tracer=\"{t}\""), "outcome=\"error\""]).unwrap_or(0.0) >= 1.0);
+    }
+    assert_eq!(pg.query_count("SELECT count(*) FROM pg_tables WHERE tablename IN ('t1', 't2')"), 0);
 }

@@ -53,6 +53,13 @@ impl RedisServer {
         self.conn_opt().expect("redis connection")
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the server process by its PID.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let ok = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {pid} failed");
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -4,21 +4,42 @@
 //! written in batches (one transaction per batch, a multi-row INSERT), idempotent on redelivery
 //! (`record_id` is unique: `{run}:{seq}`). A lost connection (server restart) is a retryable failure:
 //! the next attempt reconnects, and the entries stay unacknowledged until the batch is committed.
+//!
+//! TLS ([`tls`]): `sslmode` disable / prefer / require / verify-ca / verify-full with `ssl_ca_file`
+//! or the system roots, also from the URL's `sslmode`/`sslrootcert`. A failure that waiting does not
+//! cure (certificate refused, no TLS on the server, authentication or `pg_hba.conf` refusal) is a
+//! permanent failure: the runner gives up on the batch instead of retrying it as an outage, and this
+//! module logs it as an ERROR at most once per [`REPORT_INTERVAL`] with the number of failures since.
+
+pub mod tls;
 
 use super::{Build, Built, Delivered, Step, Tracer};
 use crate::retry::{Failure, Reason};
 use futures::future::BoxFuture;
 use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Permanent connection failures are logged at most once per this interval.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
-    /// `postgres://user:password@host:port/database` (or `url_env` naming a variable holding it).
+    /// `postgres://user:password@host:port/database[?sslmode=…&sslrootcert=…]` (or `url_env` naming
+    /// a variable holding it). A key=value connection string works too, without sslmode/sslrootcert.
     #[serde(default)]
     pub url: Option<String>,
     #[serde(default)]
     pub url_env: Option<String>,
     #[serde(default = "default_table")]
     pub table: String,
+    /// `disable` (default), `prefer`, `require`, `verify-ca` or `verify-full`, as libpq's sslmode.
+    #[serde(default)]
+    pub sslmode: Option<tls::SslMode>,
+    /// PEM file of the CA that signed the server's certificate (`system`: the system roots, also
+    /// the default for verify-ca/verify-full). Requires `sslmode`.
+    #[serde(default)]
+    pub ssl_ca_file: Option<PathBuf>,
 }
 
 fn default_table() -> String {
@@ -36,29 +57,67 @@ pub fn valid_table(t: &str) -> bool {
 }
 
 pub struct Postgres {
-    url: String,
+    target: tls::Target,
     table: String,
     client: Option<tokio_postgres::Client>,
+    /// When a permanent connection failure was last logged, and how many came since.
+    reported: Option<Instant>,
+    unreported: u64,
 }
 
 impl Postgres {
     pub fn new(cfg: Config) -> Result<Postgres, String> {
         let url = cfg.url.clone().or_else(|| cfg.url_env.as_ref().and_then(|v| std::env::var(v).ok())).ok_or("url (or url_env) is required")?;
-        if !valid_table(&cfg.table) {
-            return Err(format!("table {:?} is not an identifier (letters, digits, _; optionally schema.table)", cfg.table));
-        }
+        cfg.check()?;
         let table = cfg.table.split('.').map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(".");
-        Ok(Postgres { url, table, client: None })
+        let target = tls::target(&url, cfg.sslmode, cfg.ssl_ca_file.as_deref())?;
+        Ok(Postgres { target, table, client: None, reported: None, unreported: 0 })
+    }
+
+    async fn connect(&self) -> Result<tokio_postgres::Client, Failure> {
+        let t = &self.target;
+        let client = match &t.tls {
+            None => {
+                let (client, connection) = t.config.connect(tokio_postgres::NoTls).await.map_err(|e| tls::classify_connect(&e, t))?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+            Some(make) => {
+                let (client, connection) = t.config.connect(make.clone()).await.map_err(|e| tls::classify_connect(&e, t))?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+        };
+        Ok(client)
+    }
+
+    /// Logs a permanent connection failure at most once per [`REPORT_INTERVAL`].
+    fn report(&mut self, failure: &Failure) {
+        if !failure.is_permanent() {
+            return;
+        }
+        self.unreported += 1;
+        if self.reported.is_none_or(|at| at.elapsed() >= REPORT_INTERVAL) {
+            tracing::error!(module = "postgres", error = %failure, failures = self.unreported,
+                "permanent PostgreSQL connection error: records are given up until it is fixed (logged at most once a minute)");
+            self.reported = Some(Instant::now());
+            self.unreported = 0;
+        }
     }
 
     async fn client(&mut self) -> Result<&tokio_postgres::Client, Failure> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| Failure::retryable(Reason::Transport, format!("connect to PostgreSQL: {e}")))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
+            let client = match self.connect().await {
+                Ok(c) => c,
+                Err(f) => {
+                    self.report(&f);
+                    return Err(f);
+                }
+            };
             let ddl = format!(
                 "CREATE TABLE IF NOT EXISTS {} (id BIGSERIAL PRIMARY KEY, record_id TEXT NOT NULL UNIQUE, vcon_uuid TEXT NOT NULL, \
                  run TEXT NOT NULL, event TEXT NOT NULL, chain TEXT, link TEXT, link_index INTEGER, ts TIMESTAMPTZ NOT NULL, \
@@ -122,7 +181,7 @@ impl Postgres {
 }
 
 /// Connection problems and server shutdowns are retryable; constraint or syntax errors are not.
-fn classify(e: &tokio_postgres::Error, what: &str) -> Failure {
+pub(crate) fn classify(e: &tokio_postgres::Error, what: &str) -> Failure {
     let retryable = e.is_closed()
         || e.as_db_error().is_none()
         || e.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57") || c.code().starts_with("53"));
@@ -144,10 +203,14 @@ impl Tracer for Postgres {
 }
 
 impl Build for Config {
+    /// The table name, and the TLS settings (sslmode and CA consistent between the options and
+    /// the URL, when the URL is given or `url_env`'s variable is set). The CA file is read at build.
     fn check(&self) -> Result<(), String> {
-        valid_table(&self.table)
-            .then_some(())
-            .ok_or_else(|| format!("table {:?} is not an identifier (letters, digits, _; optionally schema.table)", self.table))
+        if !valid_table(&self.table) {
+            return Err(format!("table {:?} is not an identifier (letters, digits, _; optionally schema.table)", self.table));
+        }
+        let url = self.url.clone().or_else(|| self.url_env.as_ref().and_then(|v| std::env::var(v).ok())).unwrap_or_else(|| "postgres://localhost/postgres".into());
+        tls::check(&url, self.sslmode, self.ssl_ca_file.as_deref())
     }
 
     fn build(self) -> Result<Built, String> {
