@@ -4,12 +4,12 @@
 //! A key is held as its offset in the document plus a 64-bit hash (SipHash, randomly keyed per
 //! process, so hostile keys cannot be made to collide); two keys are the same when their decoded
 //! Python strings are (`"a"` and `"\u0061"` are one key). Memory: 16 bytes per key of each open
-//! object, plus an index of about 16 bytes per key for objects with more than [`LINEAR`] keys;
+//! object, plus an index of about 20–40 bytes per key for objects with more than [`LINEAR`] keys;
 //! nothing for arrays, nothing once an object is closed.
 //!
 //! [`DupTable`] records, for each object that has a duplicate key, its keys in `dict` order (first
 //! position) with the offset of the occurrence whose value wins (the last): 8 bytes per key of such
-//! objects, plus 24 per object.
+//! objects, plus 32 per object.
 
 use super::lex::Lexer;
 use super::pyjson::PyStr;
