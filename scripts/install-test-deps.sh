@@ -12,6 +12,7 @@
 #   VCON_OTEL_INITDB, VCON_OTEL_PG_CTL, VCON_OTEL_POSTGRES   PostgreSQL server binaries
 #   VCON_OTEL_PG_USER       an unprivileged user to run PostgreSQL as (it refuses to run as root)
 #   VCON_OTEL_KUBECTL       kubectl >= 1.27 (kustomize v5), to render deploy/kubernetes/
+# and installs cargo-fuzz into $CACHE/cargo-fuzz (scripts/fuzz.sh).
 set -euo pipefail
 CACHE=${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}
 mkdir -p "$CACHE"
@@ -125,6 +126,14 @@ if command -v npm >/dev/null && [ "$(cat "$NODE/.reqs" 2>/dev/null)" != "$NODE_R
   # shellcheck disable=SC2086
   (cd "$NODE" && npm install --silent --no-audit --no-fund $NODE_REQS >/dev/null)
   echo "$NODE_REQS" > "$NODE/.reqs"
+fi
+
+# cargo-fuzz for scripts/fuzz.sh (libFuzzer, which libfuzzer-sys compiles with a C++ compiler).
+FUZZ_VERSION=0.13.2
+command -v c++ >/dev/null || { log "installing g++"; apt_install g++; }
+if [ "$("$CACHE/cargo-fuzz/bin/cargo-fuzz" --version 2>/dev/null)" != "cargo-fuzz $FUZZ_VERSION" ]; then
+  log "installing cargo-fuzz $FUZZ_VERSION"
+  cargo install --locked --quiet --root "$CACHE/cargo-fuzz" "cargo-fuzz@$FUZZ_VERSION"
 fi
 
 # PostgreSQL server binaries and an unprivileged user to run them.
