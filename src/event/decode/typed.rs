@@ -164,7 +164,7 @@ mod tests {
             r#"{"v":1,"event":"tracer_call","run":"r","vcon_uuid":"u","ts_ns":1,"links":["a"],"link_index":-1,"tracer":"otel"}"#,
             r#"{"v":1,"event":"chain_start","run":"r","vcon_uuid":"u","ts_ns":1,"chain":null,"halted":null,"error":null}"#,
             r#" {"v":1,"event":"storage_complete","run":"r","vcon_uuid":"u\u0041","ts_ns":18446744073709551615,"storage":"pg"} "#,
-            r#"{"v":1,"event":"chain_complete","run":"r","vcon_uuid":"u","ts_ns":1,"compliance":{"sha256":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","snapshot":"k"}}"#,
+            r#"{"v":1,"event":"chain_complete","run":"r","vcon_uuid":"u","ts_ns":1,"compliance":{"sha256":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}"#,
             r#"{"v":1,"event":"chain_error","run":"r","vcon_uuid":"u","ts_ns":1,"error":{"type":"E","message":null}}"#,
             &long,
         ] {
