@@ -9,5 +9,6 @@ mod compliance;
 mod demo;
 mod http_ingest;
 mod python_e2e;
+mod redis_tls;
 mod tracer_failures;
 mod tracers;
