@@ -13,7 +13,7 @@
 //! | `XAUTOCLAIM`, `XCLAIM` with the idle time `x` | `+xautoclaim`, `+xclaim` |
 //! | `XACK {stream.key} {group} 0-0`, `XINFO GROUPS {stream.key}` | `+xack`, `+xinfo\|groups` |
 //! | `XADD {stream.key} 0-0 …`, `XADD {stream.dead_letter_key} 0-0 …` | `+xadd` on both keys |
-//! | `SET vcon_otel:done:… 1 XX EX 1`, `EXISTS vcon_otel:done:…` | `+set`, `+exists` on the markers |
+//! | `SET vcon_otel:done:… 1 XX EX 1`, `GET vcon_otel:done:…` | `+set`, `+get` on the markers |
 //! | `COMMAND INFO JSON.GET`, `JSON.GET vcon_otel:snap:…` | the module, `+command\|info`, `+json.get` |
 //!
 //! `RPUSH` (hosted tracers with `dlq_vcon_on_error`) has no such harmless form and is not checked.
@@ -162,7 +162,7 @@ fn probes(plan: &Plan<'_>) -> Vec<Probe> {
         probe(format!("XADD on {k}"), &["XADD", k, "0-0", "r", "x"]),
         probe(format!("XADD on {dead}"), &["XADD", dead, "0-0", "r", "x"]),
         probe("SET on vcon_otel:done:*", &["SET", PROBE_MARKER, "1", "XX", "EX", "1"]),
-        probe("EXISTS on vcon_otel:done:*", &["EXISTS", PROBE_MARKER]),
+        probe("GET on vcon_otel:done:*", &["GET", PROBE_MARKER]),
     ];
     if plan.redis.snapshots {
         v.push(Probe { module: true, ..probe("COMMAND INFO JSON.GET", &["COMMAND", "INFO", "JSON.GET"]) });
