@@ -192,7 +192,7 @@ fn check_connect(cfg: &str) -> (Option<i32>, String) {
 /// Runs the bridge with a permanent misconfiguration: it exits with `code` and `message` quickly.
 fn assert_stops(name: &str, cfg: &str, env: &[(&str, &str)], code: i32, message: &[&str]) -> Duration {
     let (got, took, out) = run_to_exit(cfg, env);
-    eprintln!("{name}: exit {got:?} after {took:?}");
+    eprintln!("{name}: exit {got:?} after {took:?}: {}", out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(""));
     assert_eq!(got, Some(code), "{name}: {out}");
     for m in message {
         assert!(out.contains(m), "{name}: {m:?} not in:\n{out}");
@@ -239,6 +239,10 @@ fn run_to_exit_ready(cfg: &str, env: &[(&str, &str)]) -> (bool, String) {
     (ready, b.output())
 }
 
+/// Rules of bridge.acl that start-up does not check: RPUSH to DLQ:* (dlq_vcon_on_error) has no
+/// harmless form to try. A new rule needs a probe in `bridge::preflight` (or a place here, with why).
+const UNPROBED: &[&str] = &["+rpush", "%W~DLQ:*"];
+
 #[test]
 fn without_any_one_rule_of_the_bridge_acl_start_up_names_the_refused_command() {
     let s = secure(true);
@@ -250,8 +254,7 @@ fn without_any_one_rule_of_the_bridge_acl_start_up_names_the_refused_command() {
     let rules = acl_rules("bridge");
     let mut checked = 0;
     for rule in &rules {
-        // RPUSH to DLQ:* (dlq_vcon_on_error) has no harmless form to try at start-up.
-        if rule == "+rpush" || rule == "%W~DLQ:*" {
+        if UNPROBED.contains(&rule.as_str()) {
             continue;
         }
         let mut setuser = redis::cmd("ACL");
@@ -261,7 +264,7 @@ fn without_any_one_rule_of_the_bridge_acl_start_up_names_the_refused_command() {
         }
         let _: () = setuser.query(&mut s.redis.conn()).unwrap();
         let (code, out) = check_connect(&cfg);
-        assert_eq!(code, Some(77), "without {rule}: {out}");
+        assert_eq!(code, Some(77), "without {rule} start-up still passes: give it a probe in bridge::preflight, or list it in UNPROBED: {out}");
         assert!(out.contains(&format!("does not let user '{BRIDGE_USER}' run ")) && out.contains("NoPerm") && out.contains("config/redis-acl/bridge.acl"), "without {rule}: {out}");
         let command = rule.trim_start_matches('+').split('|').next().unwrap().to_uppercase();
         if rule.starts_with('+') {
@@ -269,7 +272,7 @@ fn without_any_one_rule_of_the_bridge_acl_start_up_names_the_refused_command() {
         }
         checked += 1;
     }
-    assert_eq!(checked, rules.len() - 2);
+    assert_eq!(checked, rules.len() - UNPROBED.len());
     // And `run` itself stops at once (here without +xautoclaim).
     let _: () = redis::cmd("ACL").arg("SETUSER").arg(BRIDGE_USER).arg("-xautoclaim").query(&mut s.redis.conn()).unwrap();
     assert_stops("ACL rule missing", &cfg, &[], 77, &["run XAUTOCLAIM on vcon_otel:events", "NoPerm"]);
@@ -349,6 +352,12 @@ fn wait_for(limit: Duration, f: impl FnMut() -> bool) -> Option<Duration> {
 fn an_unreachable_redis_is_waited_for_not_ready_and_recovered_from_without_a_restart() {
     let mut s = secure(false);
     let rx = Receiver::start(vec![]);
+    // check-config --connect gives up after --timeout-secs (3 here) with its own code.
+    let t0 = Instant::now();
+    let (code, out) = check_connect(&config(&redis_section(&s, ""), &rx, ""));
+    assert_eq!(code, Some(75), "{out}");
+    assert!(out.contains("is not reachable") && out.contains("Connection refused") && out.contains("fix: check the host and port"), "{out}");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     let b = Spawned::start(&config(&redis_section(&s, ""), &rx, "runs: {idle_timeout_secs: 1}\n"), &[]);
     assert!(wait_until(T, || b.output().contains("Redis is not reachable; not ready, retrying")), "{}", b.output());
     let warn = plain(&b.output()).lines().find(|l| l.contains("Redis is not reachable")).unwrap().to_string();
@@ -365,6 +374,12 @@ fn an_unreachable_redis_is_waited_for_not_ready_and_recovered_from_without_a_res
 
     s.redis.stop();
     let down = wait_for(T, || b.readyz().is_some_and(|(c, _)| c == 503)).expect("/readyz stayed 200 with Redis down");
+    assert!(wait_until(T, || b.output().contains("cannot read the stream; not ready, retrying")), "{}", b.output());
+    std::thread::sleep(Duration::from_secs(2));
+    let log = plain(&b.output());
+    let reads: Vec<&str> = log.lines().filter(|l| l.contains("cannot read the stream")).collect();
+    assert!(reads[0].contains("WARN") && reads[0].contains("next_attempt_at=") && reads[0].contains("retry_ms="), "{}", reads[0]);
+    assert!((1..=5).contains(&reads.len()), "rate-limited (attempts 1, 2, 4, 8, ...): {} lines in ~2 s:\n{log}", reads.len());
     s.redis.restart();
     let back = wait_for(T, || b.ready()).expect(&b.output());
     run_with_snapshots(&s.redis, "r2", "u2");
