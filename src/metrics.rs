@@ -46,6 +46,11 @@ pub struct TracerLabel {
     pub tracer: String,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TracerReasonLabels {
+    pub tracer: String,
+    pub reason: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LinkLabels {
     pub chain: String,
     pub link: String,
@@ -140,6 +145,8 @@ pub struct Metrics {
     pub tracer_calls: Family<TracerLabels, Counter>,
     pub tracer_retries: Family<TracerLabel, Counter>,
     pub tracer_queue_depth: Family<TracerLabel, Gauge>,
+    /// Records a hosted tracer gave up on, by `retry::Reason`.
+    pub tracer_failures: Family<TracerReasonLabels, Counter>,
     pub dlq_pushes: Family<TracerLabel, Counter>,
     pub link_duration: Family<LinkLabels, HistogramWithExemplars<TraceExemplar>, fn() -> HistogramWithExemplars<TraceExemplar>>,
     pub storage_duration: Family<StorageLabels, HistogramWithExemplars<TraceExemplar>, fn() -> HistogramWithExemplars<TraceExemplar>>,
@@ -184,6 +191,7 @@ impl Metrics {
             tracer_calls: Family::default(),
             tracer_retries: Family::default(),
             tracer_queue_depth: Family::default(),
+            tracer_failures: Family::default(),
             dlq_pushes: Family::default(),
             link_duration: Family::new_with_constructor(ex_histogram),
             storage_duration: Family::new_with_constructor(ex_histogram),
@@ -223,6 +231,7 @@ impl Metrics {
         r.register("vcon_otel_tracer_calls", "Tracer invocations by outcome", m.tracer_calls.clone());
         r.register("vcon_otel_tracer_retries", "Retries of hosted tracers", m.tracer_retries.clone());
         r.register("vcon_otel_tracer_queue_depth", "Items waiting in a hosted tracer's queue", m.tracer_queue_depth.clone());
+        r.register("vcon_otel_tracer_failures", "Records a hosted tracer gave up on (permanent failure or retries exhausted), by reason", m.tracer_failures.clone());
         r.register("vcon_otel_dlq_pushes", "vCon UUIDs pushed to a conserver DLQ by a hosted tracer", m.dlq_pushes.clone());
         r.register("vcon_otel_link_duration_seconds", "Link span durations", m.link_duration.clone());
         r.register("vcon_otel_storage_duration_seconds", "Storage span durations", m.storage_duration.clone());

@@ -155,9 +155,10 @@ struct RedisParts<'a> {
 /// written after that reaches it).
 async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::Result<Wiring> {
     let RedisParts { config, metrics, health, naming, hosted, ingest, entry_tx, out_tx, ack_rx } = p;
-    let redis = Redis::open(&config.redis_url, "redis.url")?;
+    // Start-up waits for Redis until it works; shutdown meanwhile is handled by `run`'s select.
+    let (_never_tx, mut never) = watch::channel(false);
+    let redis = super::preflight::check(&super::preflight::Plan::of(config), &mut never, None).await.map_err(connect_error)?;
     crate::health::spawn_redis_probe(redis.client(), health.clone(), metrics.clone(), stop.clone());
-    let mut never = watch::channel(false).1;
     let conn = redis.manager(Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
     let reader = redis.manager(config.stream.block + Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
     let s = &config.stream;
@@ -215,13 +216,17 @@ fn task(name: &str, f: impl std::future::Future<Output = ()> + Send + 'static) -
     Task { name: name.to_string(), handle: tokio::spawn(f) }
 }
 
+/// Keeps a refusal's type, so `main` can exit with its class's code.
 fn connect_error(e: ConnectError) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+    match e {
+        ConnectError::Refused(r) => r.into(),
+        ConnectError::Stopped => anyhow::anyhow!("{e}"),
+    }
 }
 
 /// Creates the group, retrying transient errors; a permanent one (an ACL refusal) ends start-up.
 async fn ensure(g: &mut Group, redis: &Redis) -> anyhow::Result<()> {
-    let mut never = watch::channel(false).1;
+    let (_never_tx, mut never) = watch::channel(false);
     let name = g.settings().group.clone();
     let mut attempts = Attempts::new(Policy::forever(Duration::from_millis(200), Duration::from_secs(5)));
     let mut log = |attempt: u32, f: &retry::Failure, _: Duration| {

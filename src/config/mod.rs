@@ -3,17 +3,20 @@
 //!
 //! Precedence for the OTLP exporter: a value in the file wins; otherwise the standard
 //! `OTEL_EXPORTER_OTLP_TRACES_*` then `OTEL_EXPORTER_OTLP_*` variables; otherwise the default.
-//! Secrets never need to be in the file: `redis.url` falls back to `REDIS_URL`, the ingest token to
-//! `VCON_OTEL_INGEST_TOKEN`, exporter headers to `OTEL_EXPORTER_OTLP_HEADERS`.
+//! Secrets never need to be in the file: `redis.url` falls back to `REDIS_URL` and the Redis password
+//! comes from `redis.password_env` or `redis.password_file`, the ingest token from
+//! `VCON_OTEL_INGEST_TOKEN`, exporter headers from `OTEL_EXPORTER_OTLP_HEADERS`.
 
 mod conserver;
 mod export;
 mod http_ingest;
+mod redis;
 mod tracers;
 
 pub use conserver::conserver_naming;
 pub use export::{Compression, Export, Protocol, RawExport, RawTls};
 pub use http_ingest::{HttpIngest, RawHttpIngest};
+pub use redis::{PasswordSource, RawRedis, RawRedisTls, Redis, RedisTls, Secret};
 pub use tracers::{HostedConfig, RawChain, RawTracer};
 
 use serde::Deserialize;
@@ -60,13 +63,6 @@ pub struct RawConfig {
     /// Per chain, the hosted tracers that run for it (`{NAME: {tracers: [...]}}`); a tracer named
     /// by no chain runs for every chain, as upstream.
     pub chains: BTreeMap<String, RawChain>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawRedis {
-    /// `redis://[user:pass@]host:port[/db]`; default `REDIS_URL`, else `redis://127.0.0.1:6379`.
-    pub url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,7 +138,8 @@ pub struct Stream {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub service_name: String,
-    pub redis_url: String,
+    /// `redis:`: URL, password source, TLS, start-up checks.
+    pub redis: Redis,
     pub stream: Stream,
     pub idle_timeout: Duration,
     pub max_open_runs: usize,
@@ -213,18 +210,7 @@ pub fn parse(text: &str) -> Result<RawConfig, Problems> {
 /// Validates and resolves defaults. `env` reads an environment variable (tests pass a map).
 pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
     let mut p = Vec::new();
-    let mut bad = |path: &str, message: String, hint: &str| {
-        p.push(Problem { path: path.into(), message, hint: hint.into() });
-    };
-
-    let redis_url = raw
-        .redis
-        .url
-        .or_else(|| env("REDIS_URL"))
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-    if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://") || redis_url.starts_with("unix://")) {
-        bad("redis.url", format!("{redis_url:?} is not a Redis URL"), "write redis://host:6379 (or rediss:// for TLS)");
-    }
+    let redis = redis::resolve(raw.redis, env, &mut p);
 
     let positive = |v: Option<u64>, d: u64| v.unwrap_or(d);
     let mut nonzero = |path: &str, v: u64| {
@@ -281,7 +267,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     if p.is_empty() {
         Ok(Config {
             service_name: raw.service_name.unwrap_or_else(|| "conserver".into()),
-            redis_url,
+            redis,
             stream,
             idle_timeout: Duration::from_secs(idle),
             max_open_runs: max_open,

@@ -102,7 +102,7 @@ impl Jlinc {
     async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
         let url = format!("{}/api/v1/data/{path}", self.cfg.data_store_api_url.trim_end_matches('/'));
         let what = format!("POST {url}");
-        let resp = self.http.post(&url).bearer_auth(&self.key).json(body).send().await.map_err(|e| Failure::from_reqwest(&e, &what))?;
+        let resp = self.http.post(&url).bearer_auth(&self.key).json(body).send().await.map_err(|e| Failure::from_reqwest_target(&e, &what))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             return Err(Failure::from_http_status(status, retry::retry_after(resp.headers()), &what));

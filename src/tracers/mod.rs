@@ -17,6 +17,7 @@
 //! hash chain the assembler computes.
 
 pub mod audit_log;
+pub mod give_up;
 pub mod jlinc;
 pub mod postgres;
 pub mod runner;

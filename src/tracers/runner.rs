@@ -1,6 +1,7 @@
 //! One hosted tracer on the spine: read its group → enrich → deliver (timeout, retries, DLQ on
 //! final failure when asked) → outcome span (offered, never awaited) → acknowledge.
 
+use super::give_up::GiveUps;
 use super::{Delivered, Hosted, Step};
 use crate::assemble::{spans, Output};
 use crate::enrich::{Enricher, Item};
@@ -43,6 +44,7 @@ impl Runner {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let label = TracerLabel { tracer: self.metrics.tracers.admit(&self.hosted.name) };
         let mut last_depth: Option<Instant> = None;
+        let mut give_ups = GiveUps::new(&self.hosted.name, self.hosted.module);
         loop {
             if last_depth.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
                 last_depth = Some(Instant::now());
@@ -79,7 +81,7 @@ impl Runner {
             };
             let mut stopped = false;
             for g in groups {
-                if !self.deliver(g, &mut stop).await {
+                if !self.deliver(g, &mut stop, &mut give_ups).await {
                     stopped = true;
                     break;
                 }
@@ -94,8 +96,9 @@ impl Runner {
         }
     }
 
-    /// One invocation (with retries) for `steps`; false when shutdown interrupted it.
-    async fn deliver(&mut self, steps: &[Step<'_>], stop: &mut watch::Receiver<bool>) -> bool {
+    /// One invocation (with retries) for `steps`; false when shutdown interrupted it. Records given
+    /// up are reported through `give_ups` (counted; one line per interval, `give_up`).
+    async fn deliver(&mut self, steps: &[Step<'_>], stop: &mut watch::Receiver<bool>, give_ups: &mut GiveUps) -> bool {
         let started_ns = crate::clock::now_ns();
         let result = self.invoke(steps, stop).await;
         let (outcome, attempts, delivered, error) = match &result {
@@ -105,10 +108,13 @@ impl Runner {
             Result_::Failed(f, n) => (if f.reason() == Reason::Timeout { "timeout" } else { "error" }, *n, None, Some(f.to_string())),
         };
         let end_ns = crate::clock::now_ns();
+        if let Result_::Failed(f, n) = &result {
+            give_ups.record(f, steps.len(), *n, &self.metrics, Instant::now());
+        }
         for s in steps {
             let r = s.record;
             if let Some(e) = &error {
-                tracing::warn!(tracer = %self.hosted.name, module = self.hosted.module, run = %r.run, attempts, error = %e, "hosted tracer gave up on a record");
+                tracing::debug!(tracer = %self.hosted.name, module = self.hosted.module, run = %r.run, attempts, error = %e, "hosted tracer gave up on a record");
                 if self.hosted.common.dlq_vcon_on_error {
                     self.dlq(r).await;
                 }

@@ -10,5 +10,7 @@ mod demo;
 mod lifecycle;
 mod http_ingest;
 mod python_e2e;
+mod redis_tls;
 mod replicas;
+mod tracer_failures;
 mod tracers;

@@ -394,12 +394,15 @@ fn postgres_with_a_wrong_ca_is_a_permanent_error_reported_once() {
     let bridge = Bridge::run(&cfg(&redis, &rx, &tracers));
     run_with_snapshots(&redis, "r1", "u1", None);
     run_with_snapshots(&redis, "r2", "u2", None);
-    let gave_up = |t: &str| plain_log(&bridge).lines().filter(|l| l.contains("hosted tracer gave up on a record") && l.contains(&format!("tracer={t}"))).count();
-    assert!(wait_until(T, || gave_up("bad_ca") == 8 && gave_up("bad_name") == 8), "{}", bridge.output());
+    let gave_up = |t: &str| bridge.metric_value(&["vcon_otel_tracer_failures_total{", &format!("tracer=\"{t}\""), "reason=\"tls\""]).unwrap_or(0.0);
+    assert!(wait_until(T, || gave_up("bad_ca") == 8.0 && gave_up("bad_name") == 8.0), "{}\n{}", bridge.metrics_text(), bridge.output());
     let out = plain_log(&bridge);
-    let reports = |needle: &str| out.lines().filter(|l| l.contains("permanent PostgreSQL connection error") && l.contains(needle)).count();
-    assert_eq!(reports(&format!("invalid peer certificate: UnknownIssuer: the server's certificate is not signed by a CA in {}: set ssl_ca_file", other_ca.display())), 1, "{out}");
-    assert_eq!(reports("does not name the host in url"), 1, "{out}");
+    let reports = |tracer: &str, needle: &str| {
+        out.lines().filter(|l| l.contains("ERROR") && l.contains("target refuses permanently") && l.contains(&format!("tracer={tracer}")) && l.contains(needle)).count()
+    };
+    assert_eq!(reports("bad_ca", &format!("invalid peer certificate: UnknownIssuer: the server's certificate is not signed by a CA in {}: set ssl_ca_file", other_ca.display())), 1, "{out}");
+    assert_eq!(reports("bad_name", "does not name the host in url"), 1, "{out}");
+    assert!(!out.lines().any(|l| l.contains("WARN") && l.contains("tracer=bad_")), "a permanent error is not an outage (no WARN):\n{out}");
     for t in ["bad_ca", "bad_name"] {
         assert_eq!(bridge.metric_value(&["vcon_otel_tracer_retries_total{", &format!("tracer=\"{t}\"")]).unwrap_or(0.0), 0.0, "{t} was retried");
         assert!(bridge.metric_value(&["vcon_otel_tracer_calls_total{", &format!("tracer=\"{t}\""), "outcome=\"error\""]).unwrap_or(0.0) >= 1.0);
