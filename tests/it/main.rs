@@ -9,4 +9,5 @@ mod compliance;
 mod demo;
 mod http_ingest;
 mod python_e2e;
+mod self_telemetry;
 mod tracers;
