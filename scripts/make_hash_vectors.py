@@ -9,6 +9,9 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 from vcon_hash_ref import vcon_hash  # noqa: E402
 
+if sys.version_info < (3, 12):
+    sys.setrecursionlimit(20000)  # 3.11 spends its Python recursion limit on json's nesting
+
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "vectors")
 
 BASE = '"uuid":"018f5e2a-0000-8000-8000-000000000001","vcon":"0.4.0","created_at":"2026-11-22T10:00:00.000+00:00"'
@@ -32,6 +35,8 @@ CASES = {
     "duplicate_keys": '{' + BASE + ',"subject":"first","x":1,"subject":"second","parties":[{"name":"a","name":"b"}]}',
     "empty_containers": '{' + BASE + ',"a":{},"b":[],"c":"","d":[{}],"e":[[]]}',
     "whitespace_spaced": '{ "uuid" : "u" ,\n  "vcon" : "0.4.0" ,\t"parties" : [ { "tel" : "+1" } ] }',
+    # The deepest nesting Python 3.13 hashes (docs/compliance.md, "Nesting"): the object and 9,997 arrays.
+    "nesting_9998": '{' + BASE + ',"deep":' + "[" * 9997 + "]" * 9997 + '}',
     "base64_body": '{' + BASE + ',"dialog":[{"type":"recording","encoding":"base64url","mediatype":"audio/x-wav","body":"' + "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA" * 200 + '"}]}',
 }
 

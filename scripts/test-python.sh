@@ -7,7 +7,8 @@
 # again with each of them in a small cached venv (pytest; redis-py 4.6.0, the version vCon Server
 # pins, on 3.12 and the current 8.1.0 on 3.13; the main venv has 5.2.1) into which the package is
 # installed with `pip install ./python` -- which also checks the packaging. VCON_OTEL_PY_EXTRA=0
-# skips the extra versions. Exits non-zero on any failure; "no tests collected" is a failure.
+# skips the extra versions. Before that, mypy --strict checks the package's type hints.
+# Exits non-zero on any failure; "no tests collected" is a failure.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}
@@ -27,6 +28,15 @@ run_pytest() { # run_pytest LABEL PYTHON
   if [ "$rc" -eq 5 ]; then echo "test-python: no tests collected with $1" >&2; rc=1; fi
   [ "$rc" -eq 0 ] || { echo "test-python: FAILED with $1" >&2; failed=1; }
 }
+
+# Type hints: the package (and the drop-in hook modules) must pass mypy --strict, checked
+# against the main venv's redis-py (5.2.1 ships its own types; 4.6.0 does not).
+echo "--- mypy --strict python/vcon_otel python/conserver_hooks"
+if ! "$VCON_OTEL_PYTHON" -m mypy --version >/dev/null 2>&1; then
+  echo "test-python: mypy is not in the venv of VCON_OTEL_PYTHON: run scripts/install-test-deps.sh" >&2; failed=1
+elif ! (cd "$root/python" && "$VCON_OTEL_PYTHON" -m mypy --strict --python-version 3.11 --cache-dir /dev/null vcon_otel conserver_hooks); then
+  echo "test-python: FAILED mypy" >&2; failed=1
+fi
 
 run_pytest "VCON_OTEL_PYTHON" "$VCON_OTEL_PYTHON"
 

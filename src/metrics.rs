@@ -63,6 +63,11 @@ pub struct ChainLabels {
     pub outcome: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RootLabel {
+    /// `here`: this replica exported the run's root; `elsewhere`: another replica did.
+    pub root: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     pub version: &'static str,
 }
@@ -119,10 +124,14 @@ pub struct Metrics {
     pub http_requests: Family<StatusLabel, Counter>,
     pub spans_exported: Family<OutcomeLabel, Counter>,
     pub spans_dropped: Family<ReasonLabel, Counter>,
+    pub snapshots_skipped: Family<ReasonLabel, Counter>,
     pub export_retries: Family<ReasonLabel, Counter>,
     pub export_duration: Family<OutcomeLabel, Histogram, fn() -> Histogram>,
     pub audit_writes: Family<OutcomeLabel, Counter>,
     pub runs_evicted: Counter,
+    pub runs_waiting: Gauge,
+    pub runs_finished_elsewhere: Counter,
+    pub run_end_to_ack: Family<RootLabel, Histogram, fn() -> Histogram>,
     pub export_batch_spans: Histogram,
     pub tracer_duration: Family<TracerLabels, Histogram, fn() -> Histogram>,
     pub tracer_calls: Family<TracerLabels, Counter>,
@@ -156,10 +165,14 @@ impl Metrics {
             http_requests: Family::default(),
             spans_exported: Family::default(),
             spans_dropped: Family::default(),
+            snapshots_skipped: Family::default(),
             export_retries: Family::default(),
             export_duration: Family::new_with_constructor(histogram),
             audit_writes: Family::default(),
             runs_evicted: Counter::default(),
+            runs_waiting: Gauge::default(),
+            runs_finished_elsewhere: Counter::default(),
+            run_end_to_ack: Family::new_with_constructor(histogram),
             export_batch_spans: Histogram::new([1.0, 8.0, 32.0, 128.0, 512.0, 2048.0, 8192.0].into_iter()),
             tracer_duration: Family::new_with_constructor(histogram),
             tracer_calls: Family::default(),
@@ -188,9 +201,13 @@ impl Metrics {
         r.register("vcon_otel_http_requests", "POST /v1/events answers by status code", m.http_requests.clone());
         r.register("vcon_otel_spans_exported", "Spans by export outcome", m.spans_exported.clone());
         r.register("vcon_otel_spans_dropped", "Spans not offered to the exporter because its queue was full (tracer outcome spans only), by reason", m.spans_dropped.clone());
+        r.register("vcon_otel_snapshots_skipped", "Steps whose producer took no compliance snapshot, by reason (budget: snapshot_budget reached)", m.snapshots_skipped.clone());
         r.register("vcon_otel_export_retries", "Retried OTLP export attempts, by reason", m.export_retries.clone());
         r.register("vcon_otel_export_duration_seconds", "Time of one OTLP export request, by outcome", m.export_duration.clone());
         r.register("vcon_otel_audit_log_writes", "Audit log batch writes (append + fsync), by outcome", m.audit_writes.clone());
+        r.register("vcon_otel_runs_waiting", "Open runs quiet for a second or more: a slow link, or a run whose end another replica read", m.runs_waiting.clone());
+        r.register("vcon_otel_runs_finished_elsewhere", "Open runs acknowledged because another replica exported their root", m.runs_finished_elsewhere.clone());
+        r.register("vcon_otel_run_end_to_ack_seconds", "From a run's end to the acknowledgement of this replica's entries of it", m.run_end_to_ack.clone());
         r.register("vcon_otel_runs_evicted", "Open runs closed as incomplete to stay within runs.max_open or the held-entry bound", m.runs_evicted.clone());
         r.register("vcon_otel_export_batch_spans", "Spans per OTLP export request", m.export_batch_spans.clone());
         r.register("vcon_otel_tracer_duration_seconds", "Time of one tracer invocation", m.tracer_duration.clone());

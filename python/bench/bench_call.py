@@ -5,8 +5,9 @@ them (link_index -1, 0, 1, 2, repeated), and for each variant we report the wall
 (p50, p99) and the CPU it costs per call: this process (user+sys, including background threads)
 plus the Redis server (INFO cpu), both divided by the number of calls.
 
-  vcon_otel      vcon_otel.tracer.run with the default snapshot=copy: one round trip carrying the
-                 XADD and the server-side COPY of the vCon (the bridge hashes the copy later)
+  vcon_otel      vcon_otel.tracer.run with the default snapshot=copy: one round trip (one Lua script)
+                 carrying the XADD, the server-side COPY of the vCon (the bridge hashes the copy
+                 later) and the snapshot budget's bookkeeping
   vcon_otel/none the same with snapshot=none: the difference is what the snapshot costs
   (a) otel_sdk   a pure-Python tracer doing the same span work in-process with the OpenTelemetry
                  SDK: a root span opened at -1, a link span per call from the previous call's end,
@@ -33,31 +34,12 @@ import redis
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from vcon_otel import tracer as vtracer  # noqa: E402
+from vcons import make_vcon  # noqa: E402  (python/bench/vcons.py)
 
 # label, size of the stored vCon, calls per variant
 SIZES = [("5 KB", 5_000, 4000), ("100 KB", 100_000, 4000), ("2 MB", 2_000_000, 800)]
 ROUNDS = 8
 LINKS = ["transcribe", "summarize", "tag"]
-
-
-def make_vcon(r, size):
-    """A vCon of about `size` bytes of stored JSON: 60 % a base64url recording body, 40 % a
-    transcript analysis of many small segments (many JSON nodes, which a deep copy must walk)."""
-    u = str(uuid.uuid4())
-    n_seg = max(1, int(size * 0.4) // 100)
-    segments = [{"start": i * 2.5, "end": i * 2.5 + 2.4, "speaker": i % 2, "text": "segment %06d of the call transcript" % i}
-                for i in range(n_seg)]
-    doc = {"uuid": u, "vcon": "0.4.0", "created_at": "2026-11-22T10:00:00.000+00:00",
-           "parties": [{"tel": "+15555550100"}, {"mailto": "agent@example.com"}],
-           "dialog": [{"type": "recording", "start": "2026-11-22T10:00:00Z", "duration": 60, "parties": [0, 1],
-                       "mediatype": "audio/x-wav", "encoding": "base64url", "body": ""}],
-           "analysis": [{"type": "transcript", "dialog": 0, "vendor": "bench", "encoding": "json", "body": {"segments": segments}}],
-           "attachments": [{"purpose": "tags", "encoding": "json", "body": ["bench"]}]}
-    base = len(json.dumps(doc, separators=(",", ":")))
-    doc["dialog"][0]["body"] = ("QUJD" * (size // 4 + 1))[: max(size - base, 0)]
-    r.json().set("vcon:" + u, "$", doc)
-    stored = len(json.dumps(r.json().get("vcon:" + u), separators=(",", ":")))
-    return u, stored
 
 
 def pct(samples, q):
@@ -141,11 +123,12 @@ def main():
                 if name == "otel_sdk":
                     provider.force_flush()  # its export work counts in its CPU, not in its latency
                 cpu[name] += (cpu_self() - c0) + (cpu_redis(r) - rc0)
-                # outside the measurement: drop snapshot copies and the stream so memory stays flat
+                # outside the measurement: drop snapshot copies (and their members of the budget's
+                # index, as the bridge does) and the stream so memory stays flat and every call copies
                 keys = list(r.scan_iter("vcon_otel:snap:*", count=1000))
                 if keys:
                     r.unlink(*keys)
-                r.delete(stream)
+                r.delete(stream, "vcon_otel:snaps")
         calls = per_round * ROUNDS
         rows.append((label, stored, calls, {k: (pct(v, 0.5), pct(v, 0.99), cpu[k] / calls * 1e3) for k, v in lat.items()}))
         r.delete("vcon:" + u)

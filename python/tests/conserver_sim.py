@@ -7,11 +7,16 @@ logging, metrics and OpenTelemetry spans are left out.
 
 Usable from tests and from the command line (the Rust end-to-end tests drive it)::
 
-    python conserver_sim.py --redis-url URL --scenario three_links [--hooks] [--stream KEY]
+    python conserver_sim.py --redis-url URL --scenario three_links [--hooks [--no-tracer]] [--stream KEY]
         [--options JSON] [--conserver-options JSON]
 
-(--options: more producer options, e.g. TLS and credentials; --conserver-options: the same kind
-of options for the conserver's own connection, when it needs TLS or a password.)
+(--hooks: vcon_otel.hooks replace the conserver's hook modules; --no-tracer: and vcon_otel.tracer
+is not in `tracers:` (hooks only); --options: more producer options, e.g. TLS and credentials;
+--conserver-options: the same kind of options for the conserver's own connection, when it needs
+TLS or a password.)
+
+Scenario `egress` runs two chains joined by an egress list: `egress` (links tag, swap; egress
+list `egress_out`) and then `egress_next` (link tag2) on the UUID popped from `egress_out`.
 
 It prints one JSON line: {"vcon_uuid": first vCon, "vcon_uuids": [...], "errors": [...]}.
 """
@@ -257,6 +262,7 @@ SCENARIOS = {
     "tracer_error": ["tag", "tag2", "tag3"],
     "two_threads": ["tag", "tag2", "tag3"],
     "dlq_reprocess": ["tag", "flaky", "tag2"],
+    "egress": ["tag", "swap"],
 }
 
 
@@ -265,12 +271,13 @@ def chain_for(name):
             "storages": ["file", "broken"]}
 
 
-def run_scenario(r, redis_url, name, hooks, stream="vcon_otel:events", rounds=10, options=None):
+def run_scenario(r, redis_url, name, hooks, stream="vcon_otel:events", rounds=10, options=None, tracer=True):
     """Runs a named scenario; returns (vCon UUIDs, processing errors) in the order they happened.
-    `options`: more tracer options (TLS, credentials), merged over stream and redis_url."""
+    `options`: more tracer options (TLS, credentials), merged over stream and redis_url.
+    `tracer=False`: vcon_otel.tracer is not registered (with `hooks`: the hooks alone report)."""
     opts = {"stream": stream, "redis_url": redis_url}
     opts.update(options or {})
-    tracers = otel_tracer(opts)
+    tracers = otel_tracer(opts) if tracer else {}
     if name == "tracer_error":
         # A second tracer, after vcon_otel, that raises after link 1 with dlq_vcon_on_error.
         tracers["audit"] = {"module": "failing", "module_obj": FailingTracer(at=1), "options": {"dlq_vcon_on_error": True}}
@@ -291,6 +298,11 @@ def run_scenario(r, redis_url, name, hooks, stream="vcon_otel:events", rounds=10
         # An operator moves the DLQ back to the ingress list; the worker pops it again.
         again = r.lpop("DLQ:" + ingress).decode()
         errors.append(c.handle(ingress, again, chain))
+    if name == "egress":
+        # The next chain's worker pops the (swapped) UUID from the first chain's egress list.
+        nxt = r.lpop(chain["egress_lists"][0]).decode()
+        errors.append(c.handle(chain["egress_lists"][0], nxt, {"name": "egress_next", "links": ["tag2"], "storages": ["file"]}))
+        return [vcon, nxt], errors
     return [vcon], errors
 
 
@@ -299,6 +311,7 @@ def main():
     ap.add_argument("--redis-url", required=True)
     ap.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
     ap.add_argument("--hooks", action="store_true", help="install vcon_otel.hooks as the conserver's hook modules")
+    ap.add_argument("--no-tracer", action="store_true", help="with --hooks: vcon_otel.tracer is not registered (hooks only)")
     ap.add_argument("--stream", default="vcon_otel:events")
     ap.add_argument("--rounds", type=int, default=10, help="two_threads: vCons per thread")
     ap.add_argument("--options", type=json.loads, default={},
@@ -315,7 +328,9 @@ def main():
     else:
         r = redis.Redis.from_url(a.redis_url)
     otel_hooks.options = dict({"redis_url": a.redis_url, "stream": a.stream}, **a.options)
-    vcons, errors = run_scenario(r, a.redis_url, a.scenario, a.hooks, a.stream, a.rounds, a.options)
+    if a.no_tracer and not a.hooks:
+        ap.error("--no-tracer needs --hooks (without either, nothing is recorded)")
+    vcons, errors = run_scenario(r, a.redis_url, a.scenario, a.hooks, a.stream, a.rounds, a.options, tracer=not a.no_tracer)
     print(json.dumps({"vcon_uuid": vcons[0], "vcon_uuids": vcons,
                       "errors": [None if e is None else "%s: %s" % (type(e).__name__, e) for e in errors]}))
 

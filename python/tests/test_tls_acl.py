@@ -44,15 +44,16 @@ def producer_opts(secure, tmp_path, monkeypatch, how):
 
 
 def run_everything(secure, opts, rounds=2):
-    """Every kind of call the producer makes: tracer and hooks, pipelines and the run-opening script
-    (after a script-cache flush, so SCRIPT LOAD runs as this user too), swaps, a prev_run read, DLQ
-    reprocessing, two threads. Returns the stats delta and the records written."""
+    """Every kind of call the producer makes: tracer only, tracer and hooks, hooks only; the script
+    (after a script-cache flush, so SCRIPT LOAD runs as this user too) with snapshots within the
+    budget, swaps, prev_run reads, held-back records, DLQ reprocessing, egress, two threads.
+    Returns the stats delta and the records written."""
     secure.client.script_flush()
     hooks.options = dict(opts, stream=STREAM)
     before = tracer.stats()
-    for name in ("three_links", "swap", "halt", "link_error", "dlq_reprocess"):
-        for use_hooks in (False, True):
-            sim.run_scenario(secure.client, opts["redis_url"], name, use_hooks, STREAM, options=opts)
+    for name in ("three_links", "swap", "halt", "link_error", "dlq_reprocess", "egress"):
+        for use_hooks, use_tracer in ((False, True), (True, True), (True, False)):
+            sim.run_scenario(secure.client, opts["redis_url"], name, use_hooks, STREAM, options=opts, tracer=use_tracer)
     sim.run_scenario(secure.client, opts["redis_url"], "two_threads", False, STREAM, rounds=rounds, options=opts)
     after = tracer.stats()
     recs = [json.loads(f[b"r"]) for _id, f in secure.client.xrange(STREAM)]
@@ -68,10 +69,12 @@ def test_every_record_is_delivered_as_the_acl_user(secure, tmp_path, monkeypatch
     assert [r.getMessage() for r in caplog.records if r.name == "vcon_otel"] == []
     assert delta["failed"] == delta["skipped"] == delta["errors"] == 0
     assert delta["sent"] == len(recs) > 50
-    # the snapshots are real copies (COPY of vcon:*), the script spliced prev_run in (its GET)
-    snaps = [r["compliance"]["snapshot"] for r in recs if "compliance" in r]
+    # the snapshots are real copies (COPY of vcon:*), indexed for the budget (ZADD); prev_run came
+    # from the pointers (GET), spliced by the script or added to a held-back record
+    snaps = [r["compliance"]["snapshot"] for r in recs if "snapshot" in r.get("compliance", {})]
     assert len(snaps) > 40 and all(secure.client.json().get(k)["uuid"] for k in snaps)
-    assert sum(1 for r in recs if "prev_run" in r) >= 2
+    assert secure.client.zcard("vcon_otel:snaps") == len(snaps)
+    assert sum(1 for r in recs if "prev_run" in r) >= 6  # dlq_reprocess and egress, in each mode
     assert secure.acl_log() == [], "the producer ran a command or touched a key its rules deny"
     if how != "plain":
         clients = secure.client.client_list()
@@ -80,7 +83,7 @@ def test_every_record_is_delivered_as_the_acl_user(secure, tmp_path, monkeypatch
 
 def test_each_producer_acl_rule_is_needed(secure, tmp_path, monkeypatch, caplog):
     rules = acl_rules("producer")
-    assert len(rules) == len(set(rules)) >= 10
+    assert len(rules) == len(set(rules)) >= 16
     for i, rule in enumerate(rules):
         user = "p%d" % i
         secure.add_user(user, PASSWORD, rules[:i] + rules[i + 1:])

@@ -12,43 +12,10 @@ import pytest
 import redis
 
 import conserver_sim as sim
+from records import STREAM, check_volatile, records, runs_of, stable
 from vcon_otel import _emit, hooks, tracer
 
-STREAM = "vcon_otel:events"
 SIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conserver_sim.py")
-VOLATILE = ("run", "ts_ns", "start_ns", "run_start_ns", "call_ns", "producer", "compliance")
-
-
-def entries(r, stream=STREAM):
-    return [(fields, json.loads(fields[b"r"])) for _id, fields in r.xrange(stream)]
-
-
-def records(r, stream=STREAM):
-    return [rec for _f, rec in entries(r, stream)]
-
-
-def stable(rec):
-    """The record without the fields that differ between runs (checked separately)."""
-    return {k: v for k, v in rec.items() if k not in VOLATILE}
-
-
-def check_volatile(recs):
-    """Every record of one run: same run id, same run_start_ns, seq 0.., times in order, a link's
-    start is the end of the previous call, a snapshot key per record that has one."""
-    assert len({r["run"] for r in recs}) == 1 and len(recs[0]["run"]) == 32
-    int(recs[0]["run"], 16)
-    assert [r["seq"] for r in recs] == list(range(len(recs)))
-    assert len({r["run_start_ns"] for r in recs}) == 1 and recs[0]["run_start_ns"] <= recs[0]["ts_ns"]
-    for prev, cur in zip(recs, recs[1:]):
-        assert cur["ts_ns"] >= prev["ts_ns"]
-        if "start_ns" in cur:
-            assert prev["ts_ns"] <= cur["start_ns"] <= cur["ts_ns"]
-    for r in recs:
-        assert r["producer"]["pid"] == os.getpid() or r["producer"]["pid"] > 0
-        if "compliance" in r:
-            assert r["compliance"] == {"snapshot": "vcon_otel:snap:%s:%d" % (r["run"], r["seq"])}
-        if r["event"] == "tracer_call":
-            assert isinstance(r["call_ns"], int) and 0 <= r["call_ns"] < 50_000_000
 
 
 def tc(vcon, idx, links, in_=None, out=None, **extra):
@@ -96,10 +63,12 @@ def test_a_link_span_covers_the_links_execution(server, use_hooks):
     slow = recs[2]
     assert slow["link_index"] == 1
     # from when the previous call returned to when this call began: the 50 ms sleep, plus little
-    assert 50_000_000 <= slow["ts_ns"] - slow["start_ns"] < 150_000_000
+    # (bounds in wall time on a shared machine: only the order of magnitude is checked)
+    assert 50_000_000 <= slow["ts_ns"] - slow["start_ns"] < 1_000_000_000
     assert recs[1]["ts_ns"] < slow["start_ns"]
     for r in recs[1:]:
-        assert r["ts_ns"] - r["start_ns"] < (150_000_000 if r is slow else 20_000_000)
+        if r is not slow:  # a fast link's span does not include the slow link's sleep
+            assert r["ts_ns"] - r["start_ns"] < 50_000_000
     assert t0 <= recs[0]["run_start_ns"] <= recs[0]["ts_ns"] < t1
 
 
@@ -131,81 +100,6 @@ def test_snapshot_none_copies_nothing(server):
     c.handle("in", vcon, {"name": "c", "links": ["tag"]})
     assert all("compliance" not in r for r in records(server.client))
     assert list(server.client.scan_iter("vcon_otel:snap:*")) == []
-
-
-def test_a_uuid_swap_keeps_the_run_and_the_new_uuid_points_at_it(server):
-    (vcon,), _ = scenario(server, "swap")
-    recs = records(server.client)
-    new = recs[2]["in_vcon_uuid"]
-    assert new != vcon
-    links = ["tag", "swap", "tag2"]
-    assert [stable(r) for r in recs] == [
-        tc(vcon, -1, links, seq=0),
-        tc(vcon, 0, links, seq=1),
-        tc(vcon, 1, links, in_=new, out=vcon, seq=2),  # in = UUID the link returned, out = before
-        tc(vcon, 2, links, in_=new, out=new, seq=3),
-    ]
-    check_volatile(recs)
-    ref = {"vcon_uuid": vcon, "run": recs[0]["run"]}
-    assert json.loads(server.client.get("vcon_otel:lastrun:" + new)) == ref
-    assert json.loads(server.client.get("vcon_otel:lastrun:" + vcon)) == ref
-    # the snapshot after the swap is of the new document
-    assert server.client.json().get(recs[2]["compliance"]["snapshot"])["uuid"] == new
-    # egress carries the new UUID; the next chain's run links back to this one
-    assert server.client.lrange("swap_out", 0, -1) == [new.encode()]
-    c = conserver(server)
-    c.handle("swap_out", new, {"name": "next", "links": ["tag"]})
-    nxt = records(server.client)[4]
-    assert nxt["vcon_uuid"] == new and nxt["run"] != ref["run"] and nxt["prev_run"] == ref
-
-
-def test_a_halt_ends_the_calls_and_with_hooks_gives_a_halted_chain_complete(server):
-    (vcon,), errors = scenario(server, "halt")
-    assert errors == [None]
-    links = ["tag", "halt", "tag2"]
-    recs = records(server.client)
-    # the halting link's call: in = out = the current UUID; no egress, no storage
-    assert [stable(r) for r in recs] == [tc(vcon, i, links, seq=i + 1) for i in range(-1, 2)]
-    assert not server.client.exists("halt_out") and not server.client.exists("stored:" + vcon)
-    server.client.delete(STREAM)
-    (vcon,), _ = scenario(server, "halt", use_hooks=True)
-    recs = records(server.client)
-    common = {"v": 1, "vcon_uuid": vcon, "chain": "halt", "links": links, "hooks": True, "ingress_list": "halt_in"}
-    assert [stable(r) for r in recs] == [
-        dict(common, event="chain_start", seq=0, out_vcon_uuid=vcon),
-        dict(tc(vcon, -1, links, seq=1), **common),
-        dict(tc(vcon, 0, links, seq=2, module="links.tag"), **common),
-        dict(tc(vcon, 1, links, seq=3, module="links.halt"), **common),
-        dict(common, event="chain_complete", seq=4, outcome="halted", out_vcon_uuid=vcon),
-    ]
-    check_volatile(recs)
-    # before_processing already snapshotted the entering vCon: the -1 call does not copy it again
-    assert [("compliance" in r) for r in recs] == [True, False, True, True, True]
-
-
-@pytest.mark.parametrize("use_hooks", [False, True])
-def test_a_link_that_raises(server, use_hooks):
-    (vcon,), errors = scenario(server, "link_error", use_hooks)
-    assert isinstance(errors[0], RuntimeError)
-    assert server.client.lrange("DLQ:link_error_in", 0, -1) == [vcon.encode()]
-    assert 0 < server.client.ttl("vcon:" + vcon) <= sim.VCON_DLQ_EXPIRY
-    links = ["tag", "boom", "tag2"]
-    recs = records(server.client)
-    if not use_hooks:
-        # No tracer call follows a link that raised: the bridge closes the run as incomplete.
-        assert [stable(r) for r in recs] == [tc(vcon, -1, links, seq=0), tc(vcon, 0, links, seq=1)]
-        return
-    common = {"v": 1, "vcon_uuid": vcon, "chain": "link_error", "links": links, "hooks": True, "ingress_list": "link_error_in"}
-    assert [stable(r) for r in recs] == [
-        dict(common, event="chain_start", seq=0, out_vcon_uuid=vcon),
-        dict(tc(vcon, -1, links, seq=1), **common),
-        dict(tc(vcon, 0, links, seq=2, module="links.tag"), **common),
-        dict(common, event="link_error", seq=3, link="boom", link_index=1, module="links.boom", out_vcon_uuid=vcon,
-             error={"type": "RuntimeError", "message": "link exploded"}),
-        dict(common, event="chain_error", seq=4, out_vcon_uuid=vcon, error={"type": "RuntimeError", "message": "link exploded"}),
-    ]
-    check_volatile(recs)
-    assert recs[3]["start_ns"] >= recs[2]["ts_ns"]
 
 
 # --- tracer errors and the DLQ rule ------------------------------------------------------------------
@@ -266,38 +160,6 @@ def test_opts_none_uses_the_defaults_and_redis_url_from_the_environment(server, 
     assert "maxlen" not in tracer.default_options or tracer.default_options["maxlen"] is None
 
 
-@pytest.mark.parametrize("use_hooks", [False, True])
-def test_every_call_is_one_redis_round_trip(server, monkeypatch, use_hooks):
-    sends = []
-    real = redis.connection.Connection.send_packed_command
-
-    def counting(self, command, check_health=True):
-        sends.append(1)
-        return real(self, command, check_health)
-
-    c = conserver(server, use_hooks=use_hooks)
-    warm = sim.make_vcon(server.client)
-    c.handle("in", warm, {"name": "c", "links": ["tag", "swap", "tag2"]})  # connects, loads the script
-    vcons = [sim.make_vcon(server.client) for _ in range(3)]
-    counts = []
-    for v in vcons:
-        tracer.run(v, v, "otel", ["x", "y"], -1, {"redis_url": server.url})
-        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
-        for idx, new in ((-1, v), (0, v), (1, "swapped-" + v)):
-            sends.clear()
-            tracer.run(new, v, "otel", ["x", "y"], idx, {"redis_url": server.url})
-            counts.append(len(sends))
-        monkeypatch.undo()
-    assert counts == [1] * 9
-    if use_hooks:
-        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
-        sends.clear()
-        hooks.before_processing(vcons[0], {"name": "c", "links": ["x"]}, {})
-        hooks.after_link(vcons[0], "x", None, {}, {}, "error", RuntimeError("e"), [])
-        hooks.after_processing(vcons[0], {"name": "c"}, {}, error=RuntimeError("e"))
-        assert len(sends) == 3
-
-
 def test_maxlen_caps_the_stream_approximately(server):
     vcon = sim.make_vcon(server.client)
     for i in range(3000):
@@ -349,13 +211,6 @@ def test_a_password_is_not_logged(caplog, monkeypatch):
 
 
 # --- run identity ------------------------------------------------------------------------------------
-
-def runs_of(recs):
-    runs = {}
-    for r in recs:
-        runs.setdefault(r["run"], []).append(r)
-    return runs
-
 
 def check_tracer_only_runs(recs, links, n):
     runs = runs_of(recs)
@@ -424,36 +279,6 @@ def test_the_same_vcon_in_two_chains_at_once_gets_two_runs(server, use_hooks):
         check_volatile(rs)
 
 
-@pytest.mark.parametrize("use_hooks", [False, True])
-def test_a_dlq_reprocess_is_a_new_run_linked_to_the_failed_one(server, use_hooks):
-    (vcon,), errors = scenario(server, "dlq_reprocess", use_hooks)
-    assert isinstance(errors[0], TimeoutError) and errors[1] is None
-    es = entries(server.client)
-    assert all(set(f) == {b"r"} for f, _ in es), "one field per entry: the record"
-    runs = list(runs_of([r for _f, r in es]).values())
-    assert len(runs) == 2
-    first, second = runs
-    assert "prev_run" not in first[0]
-    assert second[0]["prev_run"] == {"vcon_uuid": vcon, "run": first[0]["run"]}
-    assert all("prev_run" not in r for r in second[1:]), "only the opening record carries it"
-    if use_hooks:
-        assert [r["event"] for r in first][-2:] == ["link_error", "chain_error"]
-        assert second[-1]["event"] == "chain_complete" and second[-1]["outcome"] == "complete"
-    else:
-        assert [r["link_index"] for r in first] == [-1, 0]
-        assert [r["link_index"] for r in second] == [-1, 0, 1, 2]
-
-
-def test_egress_to_the_next_chain_links_the_runs(server):
-    c = conserver(server, use_hooks=True)
-    vcon = sim.make_vcon(server.client)
-    c.handle("in", vcon, {"name": "first", "links": ["tag"], "egress_lists": ["next_in"]})
-    popped = server.client.lpop("next_in").decode()
-    c.handle("next_in", popped, {"name": "second", "links": ["tag2"]})
-    runs = list(runs_of(records(server.client)).values())
-    assert runs[1][0]["event"] == "chain_start" and runs[1][0]["prev_run"] == {"vcon_uuid": vcon, "run": runs[0][0]["run"]}
-
-
 def test_a_foreign_lastrun_value_is_not_spliced_into_the_record(server):
     vcon = sim.make_vcon(server.client)
     server.client.set("vcon_otel:lastrun:" + vcon, 'x","evil":1,"y":"')
@@ -502,18 +327,6 @@ def test_an_instrumented_conserver_gives_its_current_span_as_traceparent(server)
     assert "traceparent" not in recs[1], "only the opening record carries it"
 
 
-def test_hooks_without_the_tracer_module_still_give_one_record_per_link(server):
-    c = conserver(server, use_hooks=True, tracers={})
-    vcon = sim.make_vcon(server.client)
-    assert c.handle("in", vcon, {"name": "c", "links": ["tag", "swap", "tag2"]}) is None
-    recs = records(server.client)
-    assert [(r["event"], r.get("link_index"), r.get("link")) for r in recs] == [
-        ("chain_start", None, None), ("link_complete", 0, "tag"), ("link_complete", 1, "swap"),
-        ("link_complete", 2, "tag2"), ("chain_complete", None, None)]
-    assert recs[-1]["outcome"] == "complete" and recs[-1]["out_vcon_uuid"] != vcon
-    check_volatile(recs)
-
-
 def test_a_chain_without_links(server):
     # tracer only: the conserver makes no tracer call at all
     vcon = sim.make_vcon(server.client)
@@ -523,14 +336,6 @@ def test_a_chain_without_links(server):
     c.handle("in", vcon, {"name": "empty", "links": [], "egress_lists": ["out"]})
     recs = records(server.client)
     assert [(r["event"], r.get("outcome")) for r in recs] == [("chain_start", None), ("chain_complete", "complete")]
-
-
-def test_after_processing_gets_the_swapped_uuid(server):
-    (vcon,), _ = scenario(server, "swap", use_hooks=True)
-    recs = records(server.client)
-    new = recs[3]["in_vcon_uuid"]
-    assert recs[-1]["event"] == "chain_complete" and recs[-1]["out_vcon_uuid"] == new and recs[-1]["vcon_uuid"] == vcon
-    assert server.client.json().get(recs[-1]["compliance"]["snapshot"])["uuid"] == new
 
 
 def test_hook_options_come_from_the_environment(monkeypatch):

@@ -32,9 +32,12 @@ import os
 import ssl
 import threading
 import urllib.parse
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import redis
 from redis.credentials import CredentialProvider
+
+from ._record import Options
 
 logger = logging.getLogger("vcon_otel")
 
@@ -43,7 +46,7 @@ TLS_OPTIONS = ("tls_ca_file", "tls_cert_file", "tls_key_file", "tls_insecure_ski
 CLIENT_OPTIONS = ("redis_url", "socket_timeout", "redis_password_env", "redis_password_file") + TLS_OPTIONS
 ACL_RULES = "config/redis-acl/producer.acl"
 
-_clients = {}
+_clients: Dict[Tuple[str, ...], redis.Redis] = {}
 _lock = threading.Lock()
 _insecure_logged = [False]
 
@@ -56,17 +59,17 @@ class ConfigError(redis.exceptions.RedisError):
 class _Credentials(CredentialProvider):
     """(user, password) read at every new connection: from the environment or a file."""
 
-    def __init__(self, username, env=None, path=None):
+    def __init__(self, username: Optional[str], env: Optional[str] = None, path: Optional[str] = None) -> None:
         self.username, self.env, self.path = username, env, path
 
-    def password(self):
+    def password(self) -> str:
         if self.env:
             v = os.environ.get(self.env)
             if not v:
                 raise ConfigError("redis_password_env: the environment variable %s is not set or empty" % self.env)
             return v
         try:
-            with open(self.path, encoding="utf-8") as f:
+            with open(str(self.path), encoding="utf-8") as f:
                 v = f.read().rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError("redis_password_file: cannot read %s: %s" % (self.path, getattr(e, "strerror", None) or type(e).__name__))
@@ -74,12 +77,12 @@ class _Credentials(CredentialProvider):
             raise ConfigError("redis_password_file: %s is empty" % self.path)
         return v
 
-    def get_credentials(self):
+    def get_credentials(self) -> Union[Tuple[str], Tuple[str, str]]:
         p = self.password()
         return (self.username, p) if self.username else (p,)
 
 
-def _readable(opts, name):
+def _readable(opts: Options, name: str) -> Optional[str]:
     path = opts.get(name)
     if path is None:
         return None
@@ -90,7 +93,7 @@ def _readable(opts, name):
     return path
 
 
-def _skip_client_setinfo():
+def _skip_client_setinfo() -> Dict[str, None]:
     """redis-py >= 5 sends CLIENT SETINFO at every connect: a command the producer's ACL user does
     not need (denied, and logged in ACL LOG, on Redis >= 7.2). Turned off where redis-py allows it."""
     params = inspect.signature(redis.Redis.__init__).parameters
@@ -104,7 +107,7 @@ def _skip_client_setinfo():
 _NO_SETINFO = _skip_client_setinfo()
 
 
-def password_source(opts):
+def password_source(opts: Options) -> Optional[str]:
     """Where the password comes from, for messages: an option name (never the password)."""
     if opts.get("redis_password_env"):
         return "redis_password_env (%s)" % opts["redis_password_env"]
@@ -114,7 +117,7 @@ def password_source(opts):
     return "the password in redis_url" if u.password is not None else None
 
 
-def _url_and_auth(opts):
+def _url_and_auth(opts: Options) -> Tuple[str, Dict[str, Any]]:
     """The URL without credentials when they come from elsewhere, and the connection kwargs for them."""
     url = opts.get("redis_url")
     if not isinstance(url, str) or not url:
@@ -143,7 +146,7 @@ def _url_and_auth(opts):
     return urllib.parse.urlunsplit(u._replace(netloc=netloc)), {"credential_provider": creds}
 
 
-def _tls_kwargs(opts, scheme):
+def _tls_kwargs(opts: Options, scheme: str) -> Dict[str, Any]:
     insecure = opts.get("tls_insecure_skip_verify", False)
     if not isinstance(insecure, bool):
         raise ConfigError("tls_insecure_skip_verify must be true or false (a JSON boolean), not %r" % (insecure,))
@@ -152,7 +155,7 @@ def _tls_kwargs(opts, scheme):
         if given:
             raise ConfigError("%s is set but redis_url is not rediss://: use rediss://host:port for TLS, or remove %s" % (given[0], given[0]))
         return {}
-    kw = {}
+    kw: Dict[str, Any] = {}
     if insecure:
         kw.update(ssl_cert_reqs="none", ssl_check_hostname=False)
         if not _insecure_logged[0]:
@@ -174,7 +177,7 @@ def _tls_kwargs(opts, scheme):
     return kw
 
 
-def make_client(opts):
+def make_client(opts: Options) -> redis.Redis:
     """A new redis.Redis for `opts` (raises ConfigError naming the option)."""
     url, kw = _url_and_auth(opts)
     kw.update(_tls_kwargs(opts, urllib.parse.urlsplit(url).scheme))
@@ -183,7 +186,7 @@ def make_client(opts):
     return redis.Redis.from_url(url, socket_timeout=t, socket_connect_timeout=t, **kw)
 
 
-def client(opts):
+def client(opts: Options) -> redis.Redis:
     """The process's client for these options (one connection pool per distinct option set)."""
     key = tuple(repr(opts.get(k)) for k in CLIENT_OPTIONS)
     c = _clients.get(key)
@@ -195,15 +198,15 @@ def client(opts):
     return c
 
 
-def _chain(e):
-    seen = []
+def _chain(e: Optional[BaseException]) -> List[BaseException]:
+    seen: List[BaseException] = []
     while e is not None and e not in seen and len(seen) < 8:
         seen.append(e)
         e = e.__cause__ or e.__context__
     return seen
 
 
-def explain(e, opts):
+def explain(e: BaseException, opts: Options) -> Optional[str]:
     """What to change for failure `e`, naming the option; None for an outage (Redis down, timeout)."""
     if isinstance(e, ConfigError):
         return None  # its message names the option already

@@ -1,11 +1,11 @@
-"""Record building and the one Redis round trip per call.
+"""Options, counters, failure logging and the one Redis round trip per call.
 
-Everything the tracer and the hooks send goes through :func:`send`: one pipeline (or one Lua
-script when the call opens a run) carrying the XADD of the record, the compliance snapshot (a
-server-side ``COPY`` of ``vcon:{uuid}``) and the "last run of this vCon" bookkeeping. Nothing here
-ever raises into the conserver unless the caller asks for it (``dlq_vcon_on_error``).
+Everything the tracer and the hooks send goes through :func:`send`: one Lua script (_script.py)
+carrying the XADD of the record (and of records held back from earlier calls of the run), the
+compliance snapshot (a server-side ``COPY`` of ``vcon:{uuid}`` within ``snapshot_budget``) and the
+"last run of this vCon" bookkeeping. Nothing here ever raises into the conserver unless the caller
+asks for it (``dlq_vcon_on_error``).
 """
-import json
 import logging
 import os
 import socket
@@ -14,12 +14,16 @@ import threading
 import time
 import urllib.parse
 import uuid
+from typing import Dict, Iterable, Optional, Sequence
 
-from . import _connect
+import redis
+
+from . import _connect, _script
+from ._record import Options, Producer, Record
 
 logger = logging.getLogger("vcon_otel")
 
-DEFAULTS = {
+DEFAULTS: Options = {
     # Redis of the bridge's stream; default the conserver's own REDIS_URL. rediss:// for TLS;
     # redis://USER@host:port for an ACL user. TLS and credentials: see _connect.py.
     "redis_url": None,
@@ -41,10 +45,19 @@ DEFAULTS = {
     # "copy": snapshot the vCon server-side at every call (COPY vcon:{uuid}), so the bridge hashes
     # the state of that step; "none": no snapshot, no hash.
     "snapshot": "copy",
-    # Seconds a snapshot lives. Each one is a full copy of the vCon in Redis memory, so keep this
-    # short: the bridge reads a snapshot seconds after the call; a bridge down for longer than
-    # this loses the hashes of that period (each missing one is logged), never spans.
+    # Seconds a snapshot lives at most: the safety net, since the bridge deletes a copy once it has
+    # its hash (seconds after the call). A bridge down for longer than this loses the hashes of
+    # that period (each missing one is logged), never spans.
     "snapshot_ttl": 600,
+    # Most live snapshots at once (0: no limit). A call past it takes no copy: its record says
+    # compliance {"skipped": "budget"}. Counted in the sorted set snapshot_index (member: key,
+    # score: expiry in Unix ms); expired members are dropped in the same round trip. 10,000 copies
+    # of vCons written by vCon Server (bodies are strings, which RedisJSON 2.8 shares between a
+    # copy and its original) hold about 10 MB; see docs/conserver.md for other documents.
+    "snapshot_budget": 10000,
+    # The sorted set that tracks live snapshots for the budget (the bridge removes a member when
+    # it deletes the copy).
+    "snapshot_index": "vcon_otel:snaps",
     # Seconds the "last run of this vCon" pointer lives (links consecutive runs).
     "lastrun_ttl": 7 * 86400,
     # Redis connect/read timeout (seconds): the most one call waits for a hung Redis.
@@ -63,14 +76,14 @@ _HOST = socket.gethostname()
 _stats_lock = threading.Lock()
 _stats = {"sent": 0, "failed": 0, "skipped": 0, "errors": 0}
 _last_log = [-1e18]
-_down_until = {}  # redis_url -> monotonic time before which calls skip Redis
+_down_until: Dict[object, float] = {}  # redis_url -> monotonic time before which calls skip Redis
 
 
 class RedisUnavailable(ConnectionError):
     """Raised (only with dlq_vcon_on_error) for a call skipped because Redis failed just before."""
 
 
-def options(opts):
+def options(opts: Optional[Options]) -> Options:
     """`opts` (may be None) merged over DEFAULTS."""
     merged = dict(DEFAULTS)
     if opts:
@@ -80,73 +93,67 @@ def options(opts):
     return merged
 
 
-def client(opts):
+def client(opts: Options) -> "redis.Redis":
     return _connect.client(opts)
 
 
-def stats():
+def stats() -> Dict[str, int]:
     """Counters since the process started: records sent, calls whose Redis round trip failed,
     calls that did not try because Redis failed less than `retry_after` seconds before."""
     with _stats_lock:
         return dict(_stats)
 
 
-def _count(name):
+def _count(name: str) -> None:
     with _stats_lock:
         _stats[name] += 1
 
 
-def producer():
+def producer() -> Producer:
     return {"host": _HOST, "pid": os.getpid(), "thread": threading.get_ident()}
 
 
-def new_run_id():
+def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-# Opens a run: reads and replaces the vCon's last-run pointer, takes the snapshot and appends the
-# record with the previous run spliced in as its field "prev_run" -- all server-side, one round trip.
-# The record (ARGV[1]) is compact JSON ending in "}"; the pointer is spliced in only when it has
-# exactly the shape this module writes, so a foreign value never corrupts the record.
-# KEYS: stream, lastrun key, [snapshot key]; ARGV: record, run ref, lastrun ttl, maxlen, snapshot ttl,
-# [vcon key]. The vCon's key is an ARGV, not a KEYS entry: Redis ACLs require read *and* write
-# permission on every key a script declares, and the producer may only read vCons (%R~vcon:*); the
-# COPY inside is checked as a read of it (docs/operations.md).
-_OPEN_SCRIPT = """
-local prev = redis.call('GET', KEYS[2])
-redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
-if KEYS[3] then
-  if redis.call('COPY', ARGV[6], KEYS[3], 'REPLACE') == 1 then
-    redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
-  end
-end
-local rec = ARGV[1]
-if prev and string.match(prev, '^{"vcon_uuid":"[^"\\\\]+","run":"[%w_%-]+"}$') then
-  rec = string.sub(rec, 1, -2) .. ',"prev_run":' .. prev .. '}'
-end
-local args = {KEYS[1]}
-if ARGV[4] ~= '' then
-  table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, ARGV[4])
-end
-table.insert(args, '*'); table.insert(args, 'r'); table.insert(args, rec)
-return redis.call('XADD', unpack(args))
-"""
-_scripts = {}
 LASTRUN = "vcon_otel:lastrun:"
 
 
-def snapshot_key(run, seq):
+def snapshot_key(run: str, seq: int) -> str:
     return "vcon_otel:snap:%s:%d" % (run, seq)
 
 
-def send(opts, record, snapshot_of=None, open_run_of=None, point_run_from=None):
-    """Appends `record` to the stream in one round trip.
+def _int_option(opts: Options, name: str, minimum: int, none_ok: bool = False) -> Optional[int]:
+    v = opts.get(name)
+    if v is None and none_ok:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise _connect.ConfigError("%s must be an integer >= %d%s, not %r" % (name, minimum, " or null" if none_ok else "", v))
+    return v
 
-    snapshot_of: vCon UUID to snapshot (sets record["compliance"]["snapshot"]).
-    open_run_of: vCon UUID whose last-run pointer is swapped for this run (record gains "p").
-    point_run_from: a new vCon UUID (after a swap) that must point at this run too.
+
+def _snapshot_mode(opts: Options) -> bool:
+    mode = opts.get("snapshot")
+    if mode not in ("copy", "none"):
+        raise _connect.ConfigError('snapshot must be "copy" or "none", not %r' % (mode,))
+    index = opts.get("snapshot_index")
+    if not isinstance(index, str) or not index:
+        raise _connect.ConfigError("snapshot_index must be a Redis key name (a non-empty string), not %r" % (index,))
+    return bool(mode == "copy")
+
+
+def send(opts: Options, record: Record, *, ready: Sequence[Record] = (), snapshot_of: Optional[str] = None,
+         open_run_of: Optional[str] = None, point: Iterable[str] = (), hold: bool = False) -> bool:
+    """Appends `ready` (records held back from earlier calls, complete) and then `record` to the
+    stream in one round trip (one Lua script, see _script.py).
+
+    snapshot_of: vCon UUID to snapshot (within snapshot_budget); sets record["compliance"].
+    open_run_of: vCon UUID whose last-run pointer is swapped for this run (record gains "prev_run").
+    point: more vCon UUIDs (a swap, the final UUID) whose pointer is set to this run.
+    hold: do not append `record` now: complete it (compliance, prev_run) for a later call to send.
     Returns True when Redis took it; False (counted, logged at most once per interval) otherwise,
-    or raises when opts["dlq_vcon_on_error"] is truthy.
+    or raises when opts["dlq_vcon_on_error"] is truthy. On False, `ready` and `record` are lost.
     """
     try:
         down = _down_until.get(opts["redis_url"])
@@ -155,38 +162,28 @@ def send(opts, record, snapshot_of=None, open_run_of=None, point_run_from=None):
             if opts.get("dlq_vcon_on_error"):
                 raise RedisUnavailable("vcon_otel: Redis failed less than retry_after seconds ago; record not sent")
             return False
+        copy = _snapshot_mode(opts)
+        ttl = _int_option(opts, "snapshot_ttl", 1)
+        budget = _int_option(opts, "snapshot_budget", 0)
+        lastrun_ttl = _int_option(opts, "lastrun_ttl", 1)
+        maxlen = _int_option(opts, "maxlen", 1, none_ok=True)
         snap = None
-        if snapshot_of and opts.get("snapshot") == "copy":
-            snap = snapshot_key(record["run"], record.get("seq", 0))
-            record["compliance"] = {"snapshot": snap}
-        data = json.dumps(record, separators=(",", ":"))
-        r = client(opts)
-        maxlen = opts.get("maxlen")
-        run_ref = json.dumps({"vcon_uuid": record["vcon_uuid"], "run": record["run"]}, separators=(",", ":"))
-        if open_run_of:
-            script = _scripts.get(id(r))
-            if script is None:
-                # redis-py's Script sends EVALSHA and, on NOSCRIPT (first use, Redis restarted),
-                # loads the script and retries.
-                script = _scripts[id(r)] = r.register_script(_OPEN_SCRIPT)
-            keys = [opts["stream"], LASTRUN + open_run_of]
-            args = [data, run_ref, int(opts["lastrun_ttl"]), "" if maxlen is None else int(maxlen), int(opts["snapshot_ttl"])]
-            if snap:
-                keys.append(snap)
-                args.append("vcon:" + snapshot_of)
-            script(keys=keys, args=args)
-        else:
-            p = r.pipeline(transaction=False)
-            if snap:
-                p.copy("vcon:" + snapshot_of, snap, replace=True)
-                p.expire(snap, int(opts["snapshot_ttl"]))
-            if point_run_from:
-                p.set(LASTRUN + point_run_from, run_ref, ex=int(opts["lastrun_ttl"]))
-            if maxlen is None:
-                p.xadd(opts["stream"], {"r": data})
-            else:
-                p.xadd(opts["stream"], {"r": data}, maxlen=int(maxlen), approximate=True)
-            p.execute()
+        if snapshot_of and copy:
+            key = snapshot_key(record["run"], record.get("seq", 0))
+            snap = ("vcon:" + snapshot_of, key, opts["snapshot_index"])
+        run_ref = _script.compact({"vcon_uuid": record["vcon_uuid"], "run": record["run"]})
+        status, prev = _script.run(
+            client(opts), stream=opts["stream"], maxlen=maxlen, current=None if hold else _script.compact(record),
+            ready=[_script.compact(r) for r in ready], snapshot=snap, snapshot_ttl=ttl or 0, budget=budget or 0,
+            open_key=LASTRUN + open_run_of if open_run_of else None, point_keys=[LASTRUN + u for u in point],
+            run_ref=run_ref, lastrun_ttl=lastrun_ttl or 0)
+        if hold:
+            c = _script.compliance_of(status, snap[1] if snap else "")
+            if c is not None:
+                record["compliance"] = c
+            p = _script.prev_run_of(prev) if open_run_of else None
+            if p is not None:
+                record["prev_run"] = p
         if down is not None:
             _down_until.pop(opts["redis_url"], None)
         _count("sent")
@@ -209,7 +206,7 @@ def send(opts, record, snapshot_of=None, open_run_of=None, point_run_from=None):
         return False
 
 
-def _redact(url):
+def _redact(url: object) -> object:
     """The Redis URL without its password, for logs."""
     try:
         u = urllib.parse.urlsplit(str(url))
@@ -221,7 +218,7 @@ def _redact(url):
     return url
 
 
-def internal_error(opts, where, e):
+def internal_error(opts: Options, where: str, e: BaseException) -> None:
     """An unexpected exception in this module itself: counted as "errors", logged like failures."""
     _count("errors")
     now = time.monotonic()
@@ -230,7 +227,7 @@ def internal_error(opts, where, e):
         logger.error("vcon_otel: %s failed: %r (errors: %d so far)", where, e, _stats["errors"], exc_info=True)
 
 
-def current_traceparent():
+def current_traceparent() -> Optional[str]:
     """The W3C traceparent of the conserver's current OpenTelemetry span, when the conserver runs
     instrumented (opentelemetry already imported); None otherwise. Never imports opentelemetry."""
     m = sys.modules.get("opentelemetry.trace")
@@ -245,7 +242,7 @@ def current_traceparent():
         return None
 
 
-def traceparent(context):
+def traceparent(context: object) -> Optional[str]:
     """A W3C traceparent from the conserver's ingress context (`trace_id`, `span_id`, `trace_flags`)."""
     if not isinstance(context, dict):
         return None

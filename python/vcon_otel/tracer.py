@@ -17,21 +17,29 @@ conservers that call it (events chain_start, link_start, link_complete, link_err
 storage_complete, storage_error, chain_complete, chain_error).
 """
 import time
+from typing import Dict, Optional, Sequence, cast
 
 from . import _emit, _state
+from ._record import Event, Options
 
 default_options = dict(_emit.DEFAULTS)
 
 
-def stats():
+def stats() -> Dict[str, int]:
     """Records sent and calls failed in this process."""
     return _emit.stats()
 
 
-def run(in_vcon_uuid, out_vcon_uuid, tracer_name, links, link_index, opts=None):
+def run(in_vcon_uuid: str, out_vcon_uuid: str, tracer_name: str, links: Optional[Sequence[str]], link_index: int,
+        opts: Optional[Options] = None) -> bool:
     """Called by vCon Server before the first link (``link_index=-1``) and after each link that
-    returned. Appends one record to the stream in one Redis round trip; returns True. Never raises
-    unless ``opts["dlq_vcon_on_error"]`` is truthy (then Redis failures raise, as upstream tracers)."""
+    returned. One Redis round trip; returns True. Never raises unless ``opts["dlq_vcon_on_error"]``
+    is truthy (then Redis failures raise, as upstream tracers).
+
+    With the lifecycle hooks installed, the record of a link's call is held back and sent with the
+    run's next round trip (so a halt found at the end can mark it); the ``-1`` call sends the held
+    ``chain_start`` (now naming this tracer) and refers to its snapshot (``same_as``) instead of
+    copying the unchanged vCon again."""
     started = time.perf_counter_ns()
     o = None
     try:
@@ -39,16 +47,19 @@ def run(in_vcon_uuid, out_vcon_uuid, tracer_name, links, link_index, opts=None):
         now = time.time_ns()
         run_ = _state.current()
         links = list(links or [])
-        snapshot = True
+        same_as = None
         if link_index == -1:
-            if (run_ is not None and run_.hooks and not run_.tracer_seen and run_.last_index == -1
+            if (run_ is not None and run_.lifecycle and not run_.tracer_seen and run_.last_index == -1
                     and run_.current == out_vcon_uuid):
                 # before_processing opened this run a moment ago.
                 opened_here = False
                 if not run_.links:
                     run_.links = links
-                # Nothing ran since before_processing's snapshot: do not copy the vCon twice.
-                snapshot = not run_.snapshot_taken
+                opening = run_.held[-1] if run_.held_event() == "chain_start" else None
+                if opening is not None:
+                    opening["tracer"] = tracer_name
+                    if "compliance" in opening:
+                        same_as = opening["seq"]  # nothing ran since its snapshot
             else:
                 run_ = _state.start(_state.Run(out_vcon_uuid, links=links, start_ns=now))
                 opened_here = True
@@ -66,6 +77,8 @@ def run(in_vcon_uuid, out_vcon_uuid, tracer_name, links, link_index, opts=None):
                     "in_vcon_uuid": in_vcon_uuid, "out_vcon_uuid": out_vcon_uuid})
         if opened_here and run_.traceparent:
             rec["traceparent"] = run_.traceparent
+        if same_as is not None:
+            rec["compliance"] = {"same_as": same_as}
         if link_index >= 0:
             rec["start_ns"] = run_.last_ns
             if run_.ok_index == link_index and run_.link_module:
@@ -76,22 +89,16 @@ def run(in_vcon_uuid, out_vcon_uuid, tracer_name, links, link_index, opts=None):
         swapped = link_index >= 0 and bool(in_vcon_uuid) and in_vcon_uuid != out_vcon_uuid
         if swapped:
             run_.current = in_vcon_uuid
-        ending = link_index >= 0 and link_index == len(links) - 1 and not run_.hooks
-        if ending:
-            _state.clear()
+        if link_index >= 0 and link_index == len(links) - 1 and not run_.hooks:
+            _state.clear()  # the run ends here
         rec["call_ns"] = time.perf_counter_ns() - started
     except Exception as e:  # a bug here must not break the conserver either
         _emit.internal_error(o or _emit.DEFAULTS, "tracer.run", e)
         if isinstance(opts, dict) and opts.get("dlq_vcon_on_error"):
             raise
         return True
-    _emit.send(
-        o,
-        rec,
-        snapshot_of=in_vcon_uuid if snapshot else None,
-        open_run_of=out_vcon_uuid if opened_here else None,
-        point_run_from=in_vcon_uuid if swapped else None,
-    )
+    run_.send(o, rec, snapshot_of=in_vcon_uuid if same_as is None else None, open_run_of=out_vcon_uuid if opened_here else None,
+              point=[in_vcon_uuid] if swapped else None, hold=run_.lifecycle and link_index >= 0)
     run_.last_ns = time.time_ns()
     return True
 
@@ -100,7 +107,7 @@ _SEED_EVENTS = {"chain_start", "link_start", "link_complete", "link_error", "sto
                 "storage_complete", "storage_error", "chain_complete", "chain_error"}
 
 
-def trace(vcon_uuid, event, opts=None):
+def trace(vcon_uuid: str, event: str, opts: Optional[Options] = None) -> None:
     """The event-based interface of the tracer documentation (one call per event, on the thread
     running the chain). `opts` may carry `chain`, `link`, `module`, `storage`, `error` (an exception
     or a message) to enrich the record; unknown events are logged and ignored. Links are numbered
@@ -119,10 +126,10 @@ def trace(vcon_uuid, event, opts=None):
             run_ = _state.start(_state.Run(vcon_uuid, chain=extra.get("chain"), hooks=True, start_ns=now))
             if event == "chain_start":
                 rec = run_.base("chain_start", now)
-                _emit.send(o, rec, snapshot_of=vcon_uuid, open_run_of=vcon_uuid)
+                run_.send(o, rec, snapshot_of=vcon_uuid, open_run_of=vcon_uuid)
                 run_.last_ns = time.time_ns()
                 return None
-        rec = run_.base(event, now)
+        rec = run_.base(cast(Event, event), now)  # one of _SEED_EVENTS
         if event.startswith("link_"):
             if event == "link_start" or not run_.link_open:
                 run_.last_index += 1
@@ -149,6 +156,6 @@ def trace(vcon_uuid, event, opts=None):
         if isinstance(opts, dict) and opts.get("dlq_vcon_on_error"):
             raise
         return None
-    _emit.send(o, rec, snapshot_of=vcon_uuid if event in ("link_complete", "chain_complete", "chain_error") else None)
+    run_.send(o, rec, snapshot_of=vcon_uuid if event in ("link_complete", "chain_complete", "chain_error") else None)
     run_.last_ns = time.time_ns()
     return None

@@ -74,8 +74,8 @@ pub struct FinishedSpan {
     /// The producer instance: the span's resource (`service.instance.id`).
     pub producer: Option<Producer>,
     pub acks: Vec<Entry>,
-    /// Set on root spans: once accepted, mark the run done so other replicas do not close it again.
-    pub root_of: Option<[u8; 16]>,
+    /// Set on root spans: once accepted, mark the run done so other replicas acknowledge their part.
+    pub root_of: Option<crate::stream::done::RunDone>,
 }
 
 /// What the assembler hands to the exporter, in order.
@@ -121,17 +121,19 @@ impl Assembler {
 
     /// Takes one decoded record; returns the spans it completes.
     pub fn accept(&mut self, input: Enriched, now: Instant) -> Vec<Output> {
-        let Enriched { entry, record: r, hash, chain, .. } = input;
+        let Enriched { entry, record: r, hash, unknown, chain, .. } = input;
         let mut out = Vec::new();
         if let Some(ns) = r.call_ns {
             let tracer = r.tracer.as_deref().unwrap_or("hooks");
             self.metrics.tracer_call(tracer, "conserver", "ok", ns as f64 / 1e9);
         }
         let key: RunKey = crate::ids::trace_id(&r.vcon_uuid, &r.run);
-        if !self.runs.contains(&key) && !r.ends_run() {
+        // Only a record that belongs to the run's opening opens it here; any other record of a run
+        // not open here (its opening was read by another replica) gives its own span and nothing else.
+        if !self.runs.contains(&key) && r.is_held() {
             self.make_room(&mut out, now);
         }
-        if self.runs.contains(&key) || !r.ends_run() {
+        if self.runs.contains(&key) || r.is_held() {
             let run = self.runs.touch(key, &r, now);
             run.absorb(&r, chain.as_deref(), hash.as_ref());
             if let Some(seq) = r.seq {
@@ -166,7 +168,8 @@ impl Assembler {
             return out;
         }
 
-        if let Some(s) = self.step_span(&key, &r, chain.as_deref(), hash.as_ref(), chain_value) {
+        let hashed = spans::Hashed { hash: hash.as_ref(), unknown: unknown.as_deref() };
+        if let Some(s) = self.step_span(&key, &r, chain.as_deref(), hashed, chain_value) {
             out.push(Output::Span(s));
         }
         if r.ends_run() {
@@ -191,7 +194,7 @@ impl Assembler {
     }
 
     /// The span of a link or storage step, with the run's hash-chain value after it when known.
-    fn step_span(&self, key: &RunKey, r: &Record, chain: Option<&str>, hash: Option<&StepHash>, chain_value: Option<String>) -> Option<FinishedSpan> {
+    fn step_span(&self, key: &RunKey, r: &Record, chain: Option<&str>, hash: spans::Hashed<'_>, chain_value: Option<String>) -> Option<FinishedSpan> {
         let run = self.runs.get(key);
         let mut s = match r.event {
             EventKind::TracerCall | EventKind::LinkComplete | EventKind::LinkError => spans::link(r, run, chain, hash, &self.metrics),
@@ -249,6 +252,18 @@ impl Assembler {
             }));
         }
         Some(value)
+    }
+
+    /// Up to `max` open runs with no record since `cutoff`, least recently active first (the runs
+    /// whose end another replica may have read).
+    pub fn stale(&self, cutoff: Instant, max: usize) -> Vec<RunKey> {
+        self.runs.idle_since(cutoff, max)
+    }
+
+    /// Removes a run another replica finished (its root was accepted there); returns the entries it
+    /// held, to acknowledge.
+    pub fn finished_elsewhere(&mut self, key: &RunKey) -> Option<Vec<Entry>> {
+        self.remove(key).map(|r| r.held)
     }
 
     /// Removes and returns the runs idle for longer than `idle_timeout`, oldest first. The caller

@@ -17,7 +17,7 @@ pub const MAX_RUN_EVENTS: usize = 64;
 /// A run's identity inside the assembler: its trace ID (a hash of the vCon UUID and the run).
 pub type RunKey = [u8; 16];
 
-/// A run that has opened and not ended.
+/// A run whose opening was read here and whose end was not (yet).
 #[derive(Debug)]
 pub struct OpenRun {
     pub vcon_uuid: String,
@@ -182,6 +182,11 @@ impl Runs {
         let run = self.by_key.remove(k)?;
         self.by_activity.remove(&(run.last_seen, run.tick, *k));
         Some(run)
+    }
+
+    /// Up to `max` keys of runs last active at or before `cutoff`, oldest first.
+    pub fn idle_since(&self, cutoff: Instant, max: usize) -> Vec<RunKey> {
+        self.by_activity.iter().take_while(|(seen, _, _)| *seen <= cutoff).take(max).map(|(_, _, k)| *k).collect()
     }
 
     /// Removes and returns the least recently active run.

@@ -10,9 +10,18 @@ use crate::event::{EventKind, Record, RunRef, TraceParent};
 use crate::ids::{self, SpanRole};
 use crate::metrics::{self, ChainLabels, LinkLabels, Metrics, StorageLabels};
 use crate::otlp::{kv_bool, kv_int, kv_str, span, status, KeyValue, Span, Status};
+use crate::stream::done::RunDone;
+
+/// What is known of a step's compliance hash.
+#[derive(Clone, Copy, Default)]
+pub struct Hashed<'a> {
+    pub hash: Option<&'a StepHash>,
+    /// Why there is none although the step has compliance.
+    pub unknown: Option<&'a str>,
+}
 
 /// The span of a link, from the record that completed it.
-pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Option<&StepHash>, m: &Metrics) -> FinishedSpan {
+pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed<'_>, m: &Metrics) -> FinishedSpan {
     let index = r.link_index.unwrap_or(0);
     let name = r.link_name().unwrap_or("unknown").to_string();
     let (start, start_known) = match r.start_ns.or_else(|| run.and_then(|x| x.link_starts.get(&index).copied())) {
@@ -42,7 +51,7 @@ pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Option
     if !start_known {
         attrs.push(kv_bool("vcon_otel.start_unknown", true));
     }
-    add_hash_attrs(&mut attrs, hash);
+    add_hash_attrs(&mut attrs, hash, r.hash_of_input);
     let trace_id = ids::trace_id(&r.vcon_uuid, &r.run);
     let mut s = new_span(
         trace_id,
@@ -65,7 +74,7 @@ pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Option
 }
 
 /// The span of a storage, from the record that completed it.
-pub fn storage(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Option<&StepHash>, m: &Metrics) -> FinishedSpan {
+pub fn storage(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed<'_>, m: &Metrics) -> FinishedSpan {
     let name = r.storage.clone().unwrap_or_default();
     let (start, start_known) = match r.start_ns.or_else(|| run.and_then(|x| x.storage_starts.get(&name).copied())) {
         Some(s) => (s.min(r.ts_ns), true),
@@ -79,7 +88,7 @@ pub fn storage(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Opt
     if !start_known {
         attrs.push(kv_bool("vcon_otel.start_unknown", true));
     }
-    add_hash_attrs(&mut attrs, hash);
+    add_hash_attrs(&mut attrs, hash, r.hash_of_input);
     let trace_id = ids::trace_id(&r.vcon_uuid, &r.run);
     let mut s = new_span(
         trace_id,
@@ -168,7 +177,7 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
     let labels = ChainLabels { chain: m.chains.admit(chain.as_deref().unwrap_or("unknown")), outcome: outcome.as_str() };
     m.chain_duration.get_or_create(&labels).observe(secs(start, end_ns), metrics::exemplar(&trace_id), None);
     m.runs.get_or_create(&labels).inc();
-    FinishedSpan { span: s, producer, acks, root_of: Some(trace_id) }
+    FinishedSpan { span: s, producer, acks, root_of: Some(RunDone { trace_id, end_ns }) }
 }
 
 /// The root's attributes from the run as a whole: final UUID, ingress list, entering/final hashes
@@ -295,9 +304,17 @@ fn common_attrs(r: &Record, vcon_uuid: &str, chain: Option<&str>) -> Vec<KeyValu
     a
 }
 
-fn add_hash_attrs(attrs: &mut Vec<KeyValue>, hash: Option<&StepHash>) {
-    let Some(h) = hash else { return };
+fn add_hash_attrs(attrs: &mut Vec<KeyValue>, hashed: Hashed<'_>, of_input: bool) {
+    let Some(h) = hashed.hash else {
+        if let Some(why) = hashed.unknown {
+            attrs.push(kv_str("vcon.hash.unknown", why));
+        }
+        return;
+    };
     attrs.push(kv_str("vcon.hash.sha256", h.sha256_hex.clone()));
+    if of_input {
+        attrs.push(kv_str("vcon.hash.subject", "input"));
+    }
     if let Some(t) = &h.sha512_token {
         attrs.push(kv_str("vcon.hash.sha512", t.clone()));
     }

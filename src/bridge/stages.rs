@@ -116,12 +116,12 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
         metrics: metrics.clone(),
     };
     let asm = Assembler::new(assemble, metrics.clone());
-    let stage = Stage { sink, settings: export, metrics, dead: w.dead, audit };
+    let stage = Stage { sink, settings: export, metrics: metrics.clone(), dead: w.dead, audit };
     // In flow order: the drain waits for each before the next.
     let mut tasks = w.sources;
     tasks.push(task("enrich", enrich(enricher, entry_rx, item_tx, stop.clone())));
     tasks.extend(w.tracers);
-    tasks.push(task("assemble", assemble_stage(asm, item_rx, out_tx, w.redis)));
+    tasks.push(task("assemble", assemble_stage(asm, item_rx, out_tx, w.redis, metrics.clone())));
     tasks.push(task("export", stage.run(out_rx, ack_tx, give_up)));
     tasks.push(w.ack);
     Ok(tasks)
@@ -193,7 +193,8 @@ async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::
         let h = crate::ingest::http::serve(l, cfg.clone(), conn.clone(), s.key.clone(), metrics.clone(), health.clone(), stop.clone())?;
         sources.push(Task { name: "http ingest".into(), handle: h });
     }
-    let acker = Acker::new(conn.clone(), s.key.clone(), s.group.clone(), inflight, config.done_marker_ttl);
+    let mut acker = Acker::new(conn.clone(), s.key.clone(), s.group.clone(), inflight, config.done_marker_ttl);
+    acker.metrics = Some(metrics.clone());
     tokio::spawn(watch_depth(conn.clone(), s.key.clone(), s.group.clone(), metrics.clone(), stop.clone()));
     let dead = RedisDeadLetters { conn: conn.clone(), key: s.dead_letter_key.clone(), metrics: metrics.clone() };
     Ok(Wiring { sources, tracers, ack: task("ack", acknowledge(acker, ack_rx, stop.clone())), redis: Some(conn), dead: Arc::new(dead), source: "stream" })
@@ -271,7 +272,13 @@ async fn enrich(mut e: Enricher, mut rx: mpsc::Receiver<Vec<Entry>>, tx: mpsc::S
 
 /// Assembles; closes idle runs once a second (acknowledging, instead, runs another replica
 /// finished). Without Redis (the demo) it closes every run still open when its input ends.
-async fn assemble_stage(mut asm: Assembler, mut rx: mpsc::Receiver<Vec<Item>>, tx: mpsc::Sender<Output>, mut redis: Option<ConnectionManager>) {
+async fn assemble_stage(
+    mut asm: Assembler,
+    mut rx: mpsc::Receiver<Vec<Item>>,
+    tx: mpsc::Sender<Output>,
+    mut redis: Option<ConnectionManager>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -287,7 +294,7 @@ async fn assemble_stage(mut asm: Assembler, mut rx: mpsc::Receiver<Vec<Item>>, t
                 }
             }
             _ = tick.tick() => {
-                for o in close_idle(&mut asm, redis.as_mut()).await {
+                for o in close_idle(&mut asm, redis.as_mut(), &metrics).await {
                     if tx.send(o).await.is_err() { return; }
                 }
             }
@@ -300,14 +307,45 @@ async fn assemble_stage(mut asm: Assembler, mut rx: mpsc::Receiver<Vec<Item>>, t
     }
 }
 
-async fn close_idle(asm: &mut Assembler, redis: Option<&mut ConnectionManager>) -> Vec<Output> {
+/// Runs quiet this long are asked about: did another replica export their root?
+const QUIET: Duration = Duration::from_secs(1);
+/// Most runs asked about per sweep (one pipelined round trip).
+const ASK_AT_MOST: usize = 2_000;
+
+/// Once a second: acknowledges the open runs another replica finished (their completion marker is
+/// set), then closes as `incomplete` the runs idle past `runs.idle_timeout`.
+async fn close_idle(asm: &mut Assembler, mut redis: Option<&mut ConnectionManager>, metrics: &crate::metrics::Metrics) -> Vec<Output> {
+    let now = Instant::now();
+    let mut out = Vec::new();
+    if let (Some(conn), Some(cutoff)) = (redis.as_deref_mut(), now.checked_sub(QUIET)) {
+        let quiet = asm.stale(cutoff, ASK_AT_MOST);
+        metrics.runs_waiting.set(quiet.len() as i64);
+        let marks = done::finished(conn, &quiet).await;
+        let now_ns = crate::clock::now_ns();
+        for (key, end) in quiet.iter().zip(marks) {
+            let Some(end_ns) = end else { continue };
+            if let Some(held) = asm.finished_elsewhere(key) {
+                metrics.runs_finished_elsewhere.inc();
+                if end_ns > 0 {
+                    let l = crate::metrics::RootLabel { root: "elsewhere" };
+                    metrics.run_end_to_ack.get_or_create(&l).observe(now_ns.saturating_sub(end_ns) as f64 / 1e9);
+                }
+                out.push(Output::Ack(held));
+            }
+        }
+    }
+    out.extend(expire(asm, redis).await);
+    out
+}
+
+async fn expire(asm: &mut Assembler, redis: Option<&mut ConnectionManager>) -> Vec<Output> {
     let expired = asm.expire(Instant::now());
     if expired.is_empty() {
         return vec![];
     }
     let span = tracing::debug_span!("runs.close_idle", vcon_otel.runs.expired = expired.len());
     let finished = match redis {
-        Some(conn) => done::finished(conn, &expired.iter().map(|r| r.trace_id()).collect::<Vec<_>>()).instrument(span.clone()).await,
+        Some(conn) => done::finished(conn, &expired.iter().map(|r| r.trace_id()).collect::<Vec<_>>()).instrument(span.clone()).await.into_iter().map(|m| m.is_some()).collect(),
         None => vec![false; expired.len()],
     };
     let _in_span = span.enter();

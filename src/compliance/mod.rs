@@ -4,11 +4,21 @@
 //! `vcon_dict` is the document read back from Redis (`JSON.GET`, parsed by `json.loads`) after
 //! `normalize_legacy_fields`. [`vcon_hash`] computes it from the stored JSON text, together with
 //! the vCon spec's `sha512-<base64url>` token of the same bytes and privacy-safe counts.
+//!
+//! It streams (`stream`): the canonical bytes go into the hash as the text is read, so memory does
+//! not grow with the document (the text itself is the caller's). Nesting deeper than
+//! [`stream::MAX_DEPTH`] levels is refused as Python refuses it ([`HashError::TooDeep`]).
 
 pub mod audit_log;
 pub mod chain;
+pub mod dumps;
+mod keys;
+pub mod lex;
 pub mod normalize;
 pub mod pyjson;
+pub mod stream;
+#[cfg(test)]
+mod stream_tests;
 
 use sha2::{Digest, Sha256, Sha512};
 use std::fmt;
@@ -43,6 +53,9 @@ pub enum HashError {
     NotUtf8 { offset: usize },
     Json(pyjson::ParseError),
     NotAnObject,
+    /// A container opens at this position one level deeper than [`stream::MAX_DEPTH`]: Python's
+    /// `json.loads` raises `RecursionError` there, so vCon Server has no `Vcon.hash` for it.
+    TooDeep { offset: usize, line: usize, column: usize },
 }
 
 impl fmt::Display for HashError {
@@ -51,6 +64,13 @@ impl fmt::Display for HashError {
             HashError::NotUtf8 { offset } => write!(f, "the document is not UTF-8 text (first bad byte at offset {offset})"),
             HashError::Json(e) => write!(f, "{e}"),
             HashError::NotAnObject => write!(f, "the document is not a JSON object, so it is not a vCon"),
+            HashError::TooDeep { offset, line, column } => write!(
+                f,
+                "nesting too deep at line {line} column {column} (byte {offset}): level {} opens there, past the {} levels Python's json accepts \
+                 (CPython 3.13 raises RecursionError), so vCon Server has no Vcon.hash for this document",
+                stream::MAX_DEPTH + 1,
+                stream::MAX_DEPTH
+            ),
         }
     }
 }
@@ -107,28 +127,33 @@ pub fn vcon_hash_with_sha512(stored_json: &[u8]) -> Result<VconHash, HashError> 
 
 fn hash_impl(stored_json: &[u8], sha512: bool) -> Result<VconHash, HashError> {
     let text = std::str::from_utf8(stored_json).map_err(|e| HashError::NotUtf8 { offset: e.valid_up_to() })?;
-    let mut doc = pyjson::parse(text).map_err(HashError::Json)?;
-    let pyjson::Value::Object(_) = &doc else { return Err(HashError::NotAnObject) };
-    normalize::normalize_legacy_fields(&mut doc);
-    let counts = normalize::counts(&doc);
-    let mut h = DualHasher { a: Sha256::new(), b: sha512.then(Sha512::new), buf: Vec::with_capacity(32 * 1024), len: 0 };
-    pyjson::write(&mut h, &doc);
+    let hasher = || DualHasher { a: Sha256::new(), b: sha512.then(Sha512::new), buf: Vec::with_capacity(32 * 1024), len: 0 };
+    let (mut h, summary) = stream::dump(text, hasher).map_err(HashError::from)?;
+    if !summary.object {
+        return Err(HashError::NotAnObject);
+    }
     h.flush();
     use base64::Engine;
     Ok(VconHash {
         sha256_hex: hex::encode(h.a.finalize()),
         sha512_token: h.b.map(|b| format!("sha512-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b.finalize()))),
-        counts,
+        counts: summary.counts,
         canonical_len: h.len,
     })
 }
 
-/// The canonical bytes themselves (`json.dumps` of the normalized document), for inspection.
+impl From<stream::Fail> for HashError {
+    fn from(f: stream::Fail) -> Self {
+        match f {
+            stream::Fail::Json(e) => HashError::Json(e),
+            stream::Fail::TooDeep(e) => HashError::TooDeep { offset: e.offset, line: e.line, column: e.column },
+        }
+    }
+}
+
+/// The canonical bytes themselves (`json.dumps` of the normalized document), for inspection. A
+/// document that is not an object is written as it is.
 pub fn canonical_bytes(stored_json: &[u8]) -> Result<Vec<u8>, HashError> {
     let text = std::str::from_utf8(stored_json).map_err(|e| HashError::NotUtf8 { offset: e.valid_up_to() })?;
-    let mut doc = pyjson::parse(text).map_err(HashError::Json)?;
-    normalize::normalize_legacy_fields(&mut doc);
-    let mut out = Vec::new();
-    pyjson::write(&mut out, &doc);
-    Ok(out)
+    Ok(stream::dump(text, Vec::new)?.0)
 }

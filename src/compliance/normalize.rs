@@ -8,8 +8,25 @@
 //! when `purpose` is absent. Entries that are not objects are left alone; a `dialog`, `analysis` or
 //! `attachments` value that is not an array is left alone (Python would iterate a string's
 //! characters and skip them, and raise on a number: such a document has no `Vcon.hash` upstream).
+//!
+//! The rules are the tables below; [`normalize_legacy_fields`] applies them to the in-memory model,
+//! `super::stream` applies the same tables while streaming.
 
 use super::pyjson::{PyStr, Value};
+
+/// Top-level renames (legacy, new), in the order upstream applies them.
+pub const ROOT_RENAMES: [(&str, &str); 2] = [("appended", "amended"), ("must_support", "critical")];
+
+/// Renames in every `dialog`, `analysis` and `attachments` entry, in upstream's order; the last
+/// ([`TYPE_TO_PURPOSE`]) only in attachments and only when `purpose` is absent.
+pub const ENTRY_RENAMES: [(&str, &str); 4] = [("schema_version", "schema"), ("mimetype", "mediatype"), ("must_support", "critical"), ("type", "purpose")];
+
+/// Index of `type`→`purpose` in [`ENTRY_RENAMES`].
+pub const TYPE_TO_PURPOSE: usize = 3;
+
+/// The top-level keys whose entries [`counts`] reports, in its order; the last three hold entries
+/// that are normalized (`attachments` being the last).
+pub const LISTS: [&str; 4] = ["parties", "dialog", "analysis", "attachments"];
 
 fn rename(fields: &mut Vec<(PyStr<'_>, Value<'_>)>, old: &str, new: &'static str) {
     let Some(pos) = fields.iter().position(|(k, _)| k.is(old)) else { return };
@@ -21,11 +38,12 @@ fn rename(fields: &mut Vec<(PyStr<'_>, Value<'_>)>, old: &str, new: &'static str
 
 fn entry(v: &mut Value<'_>, attachment: bool) {
     let Value::Object(fields) = v else { return };
-    rename(fields, "schema_version", "schema");
-    rename(fields, "mimetype", "mediatype");
-    rename(fields, "must_support", "critical");
-    if attachment && !fields.iter().any(|(k, _)| k.is("purpose")) {
-        rename(fields, "type", "purpose");
+    for (old, new) in &ENTRY_RENAMES[..TYPE_TO_PURPOSE] {
+        rename(fields, old, new);
+    }
+    let (old, new) = ENTRY_RENAMES[TYPE_TO_PURPOSE];
+    if attachment && !fields.iter().any(|(k, _)| k.is(new)) {
+        rename(fields, old, new);
     }
 }
 
@@ -39,9 +57,10 @@ fn list_mut<'v, 'a>(fields: &'v mut [(PyStr<'a>, Value<'a>)], key: &str) -> Opti
 /// Mutates the document in place, exactly as upstream.
 pub fn normalize_legacy_fields(doc: &mut Value<'_>) {
     let Value::Object(fields) = doc else { return };
-    rename(fields, "appended", "amended");
-    rename(fields, "must_support", "critical");
-    for (key, attachment) in [("dialog", false), ("analysis", false), ("attachments", true)] {
+    for (old, new) in ROOT_RENAMES {
+        rename(fields, old, new);
+    }
+    for (key, attachment) in [(LISTS[1], false), (LISTS[2], false), (LISTS[3], true)] {
         if let Some(items) = list_mut(fields, key) {
             for item in items.iter_mut() {
                 entry(item, attachment);
@@ -60,7 +79,7 @@ pub fn counts(doc: &Value<'_>) -> [u64; 4] {
             .map(|(_, v)| if let Value::Array(a) = v { a.len() as u64 } else { 0 })
             .unwrap_or(0)
     };
-    [n("parties"), n("dialog"), n("analysis"), n("attachments")]
+    LISTS.map(n)
 }
 
 #[cfg(test)]

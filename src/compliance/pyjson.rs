@@ -1,14 +1,14 @@
-//! Python's `json.loads` then `json.dumps` (default arguments), byte for byte, without Python.
+//! Python's `json.loads` then `json.dumps` (default arguments) as an in-memory model.
 //!
-//! [`parse`] reads JSON text the way `json.loads` does: key order kept, integers exact at any size,
-//! other numbers as IEEE doubles (`1e400` is `inf`), the literals `NaN`, `Infinity`, `-Infinity`
-//! accepted, duplicate keys resolved as a `dict` does (the last value, at the first key's position),
-//! escaped lone surrogates kept. [`write`] produces `json.dumps(obj)`: separators `", "` and `": "`,
-//! `ensure_ascii` (`\uXXXX` in lowercase hex, characters above U+FFFF as surrogate pairs), float
-//! `repr` (`1.0`, `1e-05`, `1e+16`), `NaN`/`Infinity`.
+//! [`parse`] reads JSON text into a tree the way `json.loads` does: key order kept, integers exact
+//! at any size, other numbers as IEEE doubles (`1e400` is `inf`), the literals `NaN`, `Infinity`,
+//! `-Infinity` accepted, duplicate keys resolved as a `dict` does (the last value, at the first
+//! key's position), escaped lone surrogates kept. [`write`] produces `json.dumps(obj)`.
 //!
-//! Strings are kept as slices of the input when they hold no escape, so a multi-megabyte base64
-//! body is never copied: the writer streams it straight into the hash.
+//! `Vcon.hash` itself does not build this tree: it streams (`super::stream`), in memory that does
+//! not grow with the document. The tree is the reference model the streaming hasher is checked
+//! against (unit tests, the fuzz target); it is recursive and refuses nesting deeper than
+//! [`TREE_MAX_DEPTH`] levels, where the hash accepts Python's bound (`super::stream::MAX_DEPTH`).
 
 use std::fmt;
 
@@ -56,127 +56,106 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// Nesting the in-memory model accepts (it recurses; the streaming hasher does not).
+pub const TREE_MAX_DEPTH: usize = 512;
+
+pub use super::dumps::{float_repr, write, Sink};
+use super::lex::{Lexer, Num};
+
 struct Parser<'a> {
-    s: &'a str,
-    b: &'a [u8],
-    i: usize,
+    lx: Lexer<'a>,
     depth: usize,
 }
 
-const MAX_DEPTH: usize = 512;
-
 /// Parses a whole document.
 pub fn parse(text: &str) -> Result<Value<'_>, ParseError> {
-    let mut p = Parser { s: text, b: text.as_bytes(), i: 0, depth: 0 };
-    p.ws();
+    let mut p = Parser { lx: Lexer::new(text), depth: 0 };
+    p.lx.ws();
     let v = p.value()?;
-    p.ws();
-    if p.i != p.b.len() {
-        return Err(p.err("end of input"));
+    p.lx.ws();
+    if p.lx.i != p.lx.b.len() {
+        return Err(p.lx.err("end of input"));
     }
     Ok(v)
 }
 
 impl<'a> Parser<'a> {
-    fn err(&self, expected: &'static str) -> ParseError {
-        let before = &self.b[..self.i.min(self.b.len())];
-        let line = before.iter().filter(|c| **c == b'\n').count() + 1;
-        let column = self.i - before.iter().rposition(|c| *c == b'\n').map_or(0, |p| p + 1) + 1;
-        ParseError { offset: self.i, line, column, expected }
-    }
-
-    fn ws(&mut self) {
-        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, lit: &str) -> bool {
-        if self.b[self.i..].starts_with(lit.as_bytes()) {
-            self.i += lit.len();
-            true
-        } else {
-            false
-        }
-    }
-
     fn value(&mut self) -> Result<Value<'a>, ParseError> {
-        let Some(&c) = self.b.get(self.i) else { return Err(self.err("a value")) };
+        let lx = &mut self.lx;
+        let Some(c) = lx.peek() else { return Err(lx.err("a value")) };
         match c {
             b'{' => self.object(),
             b'[' => self.array(),
-            b'"' => Ok(Value::Str(self.string()?)),
-            b'n' if self.eat("null") => Ok(Value::Null),
-            b't' if self.eat("true") => Ok(Value::Bool(true)),
-            b'f' if self.eat("false") => Ok(Value::Bool(false)),
-            b'N' if self.eat("NaN") => Ok(Value::Float(f64::NAN)),
-            b'I' if self.eat("Infinity") => Ok(Value::Float(f64::INFINITY)),
-            b'-' if self.b[self.i..].starts_with(b"-Infinity") => {
-                self.i += 9;
-                Ok(Value::Float(f64::NEG_INFINITY))
-            }
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => Err(self.err("a value")),
+            b'"' => Ok(Value::Str(lx.string()?)),
+            b'n' if lx.eat("null") => Ok(Value::Null),
+            b't' if lx.eat("true") => Ok(Value::Bool(true)),
+            b'f' if lx.eat("false") => Ok(Value::Bool(false)),
+            b'N' if lx.eat("NaN") => Ok(Value::Float(f64::NAN)),
+            b'I' if lx.eat("Infinity") => Ok(Value::Float(f64::INFINITY)),
+            b'-' if lx.eat("-Infinity") => Ok(Value::Float(f64::NEG_INFINITY)),
+            b'-' | b'0'..=b'9' => Ok(match lx.number()? {
+                Num::Int(t) => Value::Int(t),
+                Num::Float(f) => Value::Float(f),
+            }),
+            _ => Err(lx.err("a value")),
         }
     }
 
     fn enter(&mut self) -> Result<(), ParseError> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(self.err("nesting no deeper than 512 levels"));
+        if self.depth > TREE_MAX_DEPTH {
+            return Err(self.lx.err("nesting no deeper than 512 levels (in-memory model)"));
         }
+        self.lx.i += 1;
+        self.lx.ws();
         Ok(())
     }
 
     fn array(&mut self) -> Result<Value<'a>, ParseError> {
         self.enter()?;
-        self.i += 1;
         let mut items = Vec::new();
-        self.ws();
-        if self.b.get(self.i) == Some(&b']') {
-            self.i += 1;
+        if self.lx.peek() == Some(b']') {
+            self.lx.i += 1;
             self.depth -= 1;
             return Ok(Value::Array(items));
         }
         loop {
-            self.ws();
+            self.lx.ws();
             items.push(self.value()?);
-            self.ws();
-            match self.b.get(self.i) {
-                Some(b',') => self.i += 1,
+            self.lx.ws();
+            match self.lx.peek() {
+                Some(b',') => self.lx.i += 1,
                 Some(b']') => {
-                    self.i += 1;
+                    self.lx.i += 1;
                     self.depth -= 1;
                     return Ok(Value::Array(items));
                 }
-                _ => return Err(self.err("',' or ']'")),
+                _ => return Err(self.lx.err("',' or ']'")),
             }
         }
     }
 
     fn object(&mut self) -> Result<Value<'a>, ParseError> {
         self.enter()?;
-        self.i += 1;
         let mut fields: Vec<(PyStr<'a>, Value<'a>)> = Vec::new();
         let mut index: Option<std::collections::HashMap<PyStr<'a>, usize>> = None;
-        self.ws();
-        if self.b.get(self.i) == Some(&b'}') {
-            self.i += 1;
+        if self.lx.peek() == Some(b'}') {
+            self.lx.i += 1;
             self.depth -= 1;
             return Ok(Value::Object(fields));
         }
         loop {
-            self.ws();
-            if self.b.get(self.i) != Some(&b'"') {
-                return Err(self.err("a string key"));
+            self.lx.ws();
+            if self.lx.peek() != Some(b'"') {
+                return Err(self.lx.err("a string key"));
             }
-            let key = self.string()?;
-            self.ws();
-            if self.b.get(self.i) != Some(&b':') {
-                return Err(self.err("':'"));
+            let key = self.lx.string()?;
+            self.lx.ws();
+            if self.lx.peek() != Some(b':') {
+                return Err(self.lx.err("':'"));
             }
-            self.i += 1;
-            self.ws();
+            self.lx.i += 1;
+            self.lx.ws();
             let v = self.value()?;
             // A dict keeps the first position of a key and the last value given to it.
             if fields.len() >= 32 && index.is_none() {
@@ -195,338 +174,16 @@ impl<'a> Parser<'a> {
                     fields.push((key, v));
                 }
             }
-            self.ws();
-            match self.b.get(self.i) {
-                Some(b',') => self.i += 1,
+            self.lx.ws();
+            match self.lx.peek() {
+                Some(b',') => self.lx.i += 1,
                 Some(b'}') => {
-                    self.i += 1;
+                    self.lx.i += 1;
                     self.depth -= 1;
                     return Ok(Value::Object(fields));
                 }
-                _ => return Err(self.err("',' or '}'")),
+                _ => return Err(self.lx.err("',' or '}'")),
             }
-        }
-    }
-
-    fn string(&mut self) -> Result<PyStr<'a>, ParseError> {
-        self.i += 1;
-        let start = self.i;
-        // Fast path: no escape before the closing quote (SIMD search, then one vectorized check).
-        match memchr::memchr2(b'"', b'\\', &self.b[self.i..]) {
-            Some(n) => {
-                let run = &self.b[self.i..self.i + n];
-                if let Some(bad) = first_control(run) {
-                    self.i += bad;
-                    return Err(self.err("no raw control character in a string"));
-                }
-                self.i += n;
-                if self.b[self.i] == b'"' {
-                    let s = &self.s[start..self.i];
-                    self.i += 1;
-                    return Ok(PyStr::Text(std::borrow::Cow::Borrowed(s)));
-                }
-            }
-            None => {
-                self.i = self.b.len();
-                return Err(self.err("'\"' closing the string"));
-            }
-        }
-        let mut units: Vec<u16> = self.s[start..self.i].encode_utf16().collect();
-        loop {
-            let Some(&c) = self.b.get(self.i) else { return Err(self.err("'\"' closing the string")) };
-            match c {
-                b'"' => {
-                    self.i += 1;
-                    break;
-                }
-                b'\\' => {
-                    let Some(&e) = self.b.get(self.i + 1) else { return Err(self.err("an escape")) };
-                    self.i += 2;
-                    let u = match e {
-                        b'"' => b'"' as u16,
-                        b'\\' => b'\\' as u16,
-                        b'/' => b'/' as u16,
-                        b'b' => 8,
-                        b'f' => 12,
-                        b'n' => 10,
-                        b'r' => 13,
-                        b't' => 9,
-                        b'u' => {
-                            let hex = self.s.get(self.i..self.i + 4).ok_or_else(|| self.err("4 hex digits after \\u"))?;
-                            let u = u16::from_str_radix(hex, 16).map_err(|_| self.err("4 hex digits after \\u"))?;
-                            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                                return Err(self.err("4 hex digits after \\u"));
-                            }
-                            self.i += 4;
-                            u
-                        }
-                        _ => {
-                            self.i -= 1;
-                            return Err(self.err("a valid escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)"));
-                        }
-                    };
-                    units.push(u);
-                }
-                c if c < 0x20 => return Err(self.err("no raw control character in a string")),
-                _ => {
-                    let run_start = self.i;
-                    while self.i < self.b.len() && !matches!(self.b[self.i], b'"' | b'\\') && self.b[self.i] >= 0x20 {
-                        self.i += 1;
-                    }
-                    units.extend(self.s[run_start..self.i].encode_utf16());
-                }
-            }
-        }
-        Ok(match String::from_utf16(&units) {
-            Ok(s) => PyStr::Text(std::borrow::Cow::Owned(s)),
-            Err(_) => PyStr::Units(units),
-        })
-    }
-
-    fn number(&mut self) -> Result<Value<'a>, ParseError> {
-        let start = self.i;
-        if self.b[self.i] == b'-' {
-            self.i += 1;
-        }
-        match self.b.get(self.i) {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => {
-                while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-                    self.i += 1;
-                }
-            }
-            _ => return Err(self.err("a digit")),
-        }
-        let mut float = false;
-        if self.b.get(self.i) == Some(&b'.') && self.b.get(self.i + 1).is_some_and(u8::is_ascii_digit) {
-            float = true;
-            self.i += 1;
-            while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-                self.i += 1;
-            }
-        }
-        if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
-            let save = self.i;
-            self.i += 1;
-            if matches!(self.b.get(self.i), Some(b'+' | b'-')) {
-                self.i += 1;
-            }
-            if self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-                float = true;
-                while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-                    self.i += 1;
-                }
-            } else {
-                // Python's scanner stops before an incomplete exponent; what follows is then an error.
-                self.i = save;
-            }
-        }
-        let text = &self.s[start..self.i];
-        if float {
-            Ok(Value::Float(text.parse::<f64>().map_err(|_| self.err("a number"))?))
-        } else if text == "-0" {
-            Ok(Value::Int("0"))
-        } else {
-            Ok(Value::Int(text))
-        }
-    }
-}
-
-/// Python's `repr(float)`, as `json.dumps` writes floats (`NaN`, `Infinity`, `-Infinity` included).
-pub fn float_repr(f: f64, out: &mut String) {
-    if f.is_nan() {
-        out.push_str("NaN");
-        return;
-    }
-    if f.is_infinite() {
-        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
-        return;
-    }
-    if f.is_sign_negative() {
-        out.push('-');
-    }
-    // Shortest round-trip digits with ties to even (Ryu), as Python's repr; Rust's own formatting
-    // rounds exact ties up (1505058715994094.25 -> "…094.3", Python says "…094.2").
-    let mut buf = ryu::Buffer::new();
-    let text = buf.format_finite(f.abs());
-    let (mant, exp10) = match text.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i32>().expect("exponent")),
-        None => (text, 0),
-    };
-    let (int_part, frac_part) = mant.split_once('.').unwrap_or((mant, ""));
-    let all = format!("{int_part}{frac_part}");
-    let lead = all.len() - all.trim_start_matches('0').len();
-    let digits = all.trim_start_matches('0').trim_end_matches('0');
-    let digits = if digits.is_empty() { "0" } else { digits };
-    // Position of the decimal point relative to the first significant digit.
-    let decpt_raw = int_part.len() as i32 - lead as i32 + exp10;
-    let exp = if digits == "0" { 0 } else { decpt_raw - 1 };
-    let digits = digits.to_string();
-    let decpt = exp + 1;
-    if -4 < decpt && decpt <= 16 {
-        if decpt <= 0 {
-            out.push_str("0.");
-            out.extend(std::iter::repeat_n('0', (-decpt) as usize));
-            out.push_str(&digits);
-        } else if (decpt as usize) < digits.len() {
-            out.push_str(&digits[..decpt as usize]);
-            out.push('.');
-            out.push_str(&digits[decpt as usize..]);
-        } else {
-            out.push_str(&digits);
-            out.extend(std::iter::repeat_n('0', decpt as usize - digits.len()));
-            out.push_str(".0");
-        }
-    } else {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        let e = exp.unsigned_abs();
-        if e < 10 {
-            out.push('0');
-        }
-        out.push_str(&e.to_string());
-    }
-}
-
-/// A sink for the serialized bytes (a hasher, a buffer).
-pub trait Sink {
-    fn put(&mut self, bytes: &[u8]);
-}
-
-impl Sink for Vec<u8> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn put_unit<S: Sink>(out: &mut S, u: u16) {
-    match u {
-        0x22 => out.put(b"\\\""),
-        0x5c => out.put(b"\\\\"),
-        0x0a => out.put(b"\\n"),
-        0x0d => out.put(b"\\r"),
-        0x09 => out.put(b"\\t"),
-        0x08 => out.put(b"\\b"),
-        0x0c => out.put(b"\\f"),
-        0x20..=0x7e => out.put(&[u as u8]),
-        _ => out.put(&[
-            b'\\',
-            b'u',
-            HEX[(u >> 12) as usize & 15],
-            HEX[(u >> 8) as usize & 15],
-            HEX[(u >> 4) as usize & 15],
-            HEX[u as usize & 15],
-        ]),
-    }
-}
-
-fn put_str<S: Sink>(out: &mut S, s: &PyStr<'_>) {
-    out.put(b"\"");
-    match s {
-        PyStr::Text(t) if all_plain(t.as_bytes()) => out.put(t.as_bytes()),
-        PyStr::Text(t) => {
-            let b = t.as_bytes();
-            let mut start = 0;
-            // Runs of printable ASCII go out as they are; everything else unit by unit.
-            let mut i = 0;
-            while i < b.len() {
-                let c = b[i];
-                if (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\' {
-                    i += 1;
-                    continue;
-                }
-                out.put(&b[start..i]);
-                if c < 0x80 {
-                    put_unit(out, c as u16);
-                    i += 1;
-                } else {
-                    let ch_len = utf8_len(c);
-                    let ch = t[i..i + ch_len].chars().next().expect("a char");
-                    let mut buf = [0u16; 2];
-                    for u in ch.encode_utf16(&mut buf) {
-                        put_unit(out, *u);
-                    }
-                    i += ch_len;
-                }
-                start = i;
-            }
-            out.put(&b[start..]);
-        }
-        PyStr::Units(units) => {
-            for u in units {
-                put_unit(out, *u);
-            }
-        }
-    }
-    out.put(b"\"");
-}
-
-/// Offset of the first byte below 0x20, if any (branch-free over blocks so it vectorizes).
-fn first_control(b: &[u8]) -> Option<usize> {
-    let mut base = 0;
-    for chunk in b.chunks(64) {
-        if chunk.iter().fold(false, |acc, &c| acc | (c < 0x20)) {
-            return chunk.iter().position(|&c| c < 0x20).map(|p| base + p);
-        }
-        base += chunk.len();
-    }
-    None
-}
-
-/// Whether every byte is printable ASCII other than `"` and `\\` (goes out unescaped).
-fn all_plain(b: &[u8]) -> bool {
-    b.chunks(64).all(|chunk| !chunk.iter().fold(false, |acc, &c| acc | !(0x20..0x7f).contains(&c) | (c == b'"') | (c == b'\\')))
-}
-
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0xf0..=0xff => 4,
-        0xe0..=0xef => 3,
-        _ => 2,
-    }
-}
-
-/// Writes `json.dumps(value)`.
-pub fn write<S: Sink>(out: &mut S, v: &Value<'_>) {
-    match v {
-        Value::Null => out.put(b"null"),
-        Value::Bool(true) => out.put(b"true"),
-        Value::Bool(false) => out.put(b"false"),
-        Value::Int(t) => out.put(t.as_bytes()),
-        Value::Float(f) => {
-            let mut s = String::new();
-            float_repr(*f, &mut s);
-            out.put(s.as_bytes());
-        }
-        Value::Str(s) => put_str(out, s),
-        Value::Array(items) => {
-            out.put(b"[");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.put(b", ");
-                }
-                write(out, item);
-            }
-            out.put(b"]");
-        }
-        Value::Object(fields) => {
-            out.put(b"{");
-            for (i, (k, item)) in fields.iter().enumerate() {
-                if i > 0 {
-                    out.put(b", ");
-                }
-                put_str(out, k);
-                out.put(b": ");
-                write(out, item);
-            }
-            out.put(b"}");
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct Enriched {
     pub record: Record,
     /// `Vcon.hash` of the vCon at this step, when the record carried a hash or a readable snapshot.
     pub hash: Option<StepHash>,
+    /// Why the step has compliance but no hash (`budget`, `no_document`, `snapshot_unreadable`,
+    /// `previous_step_unknown`): the span says so instead of carrying a hash.
+    pub unknown: Option<String>,
     /// The chain's name, when the record or the conserver's config tells it.
     pub chain: Option<String>,
     /// The snapshot's stored JSON text, only for users that asked for content.
@@ -54,6 +57,15 @@ pub enum Item {
     Record(Box<Enriched>),
     /// Nothing to do but acknowledge (a rejected record, already dead-lettered where that applies).
     Done(Entry),
+}
+
+/// A bounded metric label for a producer's skip reason (anything unexpected is `other`).
+fn skip_label(why: &str) -> &'static str {
+    match why {
+        "budget" => "budget",
+        "no_document" => "no_document",
+        _ => "other",
+    }
 }
 
 /// Who is enriching: the main pipeline counts and dead-letters; hosted tracers do neither.
@@ -113,19 +125,42 @@ impl Enricher {
             None => keys.iter().map(|_| snapshot::Fetched::default()).collect(),
         };
         let mut out: Vec<Option<Item>> = vec![None; entries.len()];
+        // Each entry moves into its item (no copy of its ID).
+        let mut entries: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+        let mut take = |i: usize| entries[i].take().expect("each entry goes into one item");
         for (i, _) in &rejected {
-            out[*i] = Some(Item::Done(entries[*i].clone()));
+            out[*i] = Some(Item::Done(take(*i)));
         }
+        // Hashes by (run, seq) within this read, for `same_as` (the hooks' pre-chain call names the
+        // chain_start record it shares a snapshot with; both are written in one round trip).
+        let mut by_seq: HashMap<([u8; 16], u64), StepHash> = HashMap::new();
         for ((i, mut record), f) in decoded.into_iter().zip(fetched) {
-            let hash = match &record.compliance {
-                Some(Compliance::Sha256(h)) => Some(StepHash { sha256_hex: h.clone(), sha512_token: None, counts: None }),
-                _ => f.hash,
+            let (hash, unknown) = match &record.compliance {
+                Some(Compliance::Sha256(h)) => (Some(StepHash { sha256_hex: h.clone(), sha512_token: None, counts: None }), None),
+                Some(Compliance::Snapshot(_)) => {
+                    let unknown = f.hash.is_none().then(|| "snapshot_unreadable".to_string());
+                    (f.hash, unknown)
+                }
+                Some(Compliance::SameAs(seq)) => match by_seq.get(&(crate::ids::trace_id(&record.vcon_uuid, &record.run), *seq)) {
+                    Some(h) => (Some(h.clone()), None),
+                    None => (None, Some("previous_step_unknown".to_string())),
+                },
+                Some(Compliance::Skipped(why)) => {
+                    if self.role != Role::Tracer {
+                        self.metrics.snapshots_skipped.get_or_create(&crate::metrics::ReasonLabel { reason: skip_label(why) }).inc();
+                    }
+                    (None, Some(why.clone()))
+                }
+                None => (None, None),
             };
+            if let (Some(h), Some(seq)) = (&hash, record.seq) {
+                by_seq.insert((crate::ids::trace_id(&record.vcon_uuid, &record.run), seq), h.clone());
+            }
             if record.module.is_none() {
                 record.module = record.link_name().and_then(|l| self.naming.link_modules.get(l).cloned());
             }
             let chain = self.naming.chain(&record);
-            out[i] = Some(Item::Record(Box::new(Enriched { entry: entries[i].clone(), record, hash, chain, vcon_json: f.text })));
+            out[i] = Some(Item::Record(Box::new(Enriched { entry: take(i), record, hash, unknown, chain, vcon_json: f.text })));
         }
         Some(out.into_iter().map(|o| o.expect("every entry has an item")).collect())
     }

@@ -1,4 +1,12 @@
 //! Decoding of one record: bytes -> [`Record`] or a [`Rejection`] naming the field and the fix.
+//!
+//! Two paths, one behaviour: a valid record is decoded by the typed fast path ([`typed`]); anything
+//! it does not accept is decoded again by the general path below (a JSON tree, then field by field),
+//! which either accepts it too (e.g. a duplicate field) or produces the rejection with its reason and
+//! message. The checks both paths apply are the functions here (`valid_run`, `valid_uuid`,
+//! `valid_sha256`, `check_event_fields`, `parse_traceparent`).
+
+mod typed;
 
 use super::*;
 use serde_json::{Map, Value};
@@ -22,6 +30,14 @@ pub fn decode(bytes: &[u8]) -> Result<Record, Rejection> {
             format!("record is {} bytes, the limit is {MAX_RECORD_BYTES}", bytes.len()),
         ));
     }
+    if let Some(r) = typed::decode(bytes) {
+        return Ok(r);
+    }
+    general(bytes)
+}
+
+/// The general path: a JSON tree, then field by field with a rejection naming the first problem.
+fn general(bytes: &[u8]) -> Result<Record, Rejection> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| reject(Reason::NotJson, format!("record is not valid JSON: {e}")))?;
     decode_value(value)
@@ -62,7 +78,7 @@ fn decode_value(value: Value) -> Result<Record, Rejection> {
         )
     })?;
     let run = f.req_str("run")?;
-    if run.is_empty() || run.len() > MAX_RUN_LEN || !run.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+    if !valid_run(&run) {
         return Err(reject(
             Reason::BadValue,
             format!("field \"run\": expected 1-{MAX_RUN_LEN} printable ASCII characters without spaces, got {run:?}"),
@@ -98,6 +114,7 @@ fn decode_value(value: Value) -> Result<Record, Rejection> {
         ingress_list: f.opt_str("ingress_list")?,
         prev_run: None,
         compliance: None,
+        hash_of_input: false,
     };
     if let Some(o) = f.opt_str("outcome")? {
         r.outcome = Some(match o.as_str() {
@@ -142,26 +159,51 @@ fn decode_value(value: Value) -> Result<Record, Rejection> {
         pf.deny_rest()?;
     }
     if let Some(mut c) = f.opt_object("compliance")? {
-        let mut cf = Fields { m: &mut c, path: "compliance." };
-        let sha = cf.opt_str("sha256")?;
-        let snap = cf.opt_str("snapshot")?;
-        cf.deny_rest()?;
-        r.compliance = match (sha, snap) {
-            (Some(h), _) => {
-                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                    return Err(reject(
-                        Reason::BadValue,
-                        format!("field \"compliance.sha256\": expected 64 lowercase hex digits, got {h:?}"),
-                    ));
-                }
-                Some(Compliance::Sha256(h))
-            }
-            (None, Some(k)) => Some(Compliance::Snapshot(k)),
-            (None, None) => None,
-        };
+        let (c, input) = compliance(&mut Fields { m: &mut c, path: "compliance." })?;
+        r.compliance = Some(c);
+        r.hash_of_input = input;
     }
     check_event_fields(&r)?;
     Ok(r)
+}
+
+/// The `compliance` object: exactly one of `sha256`, `snapshot`, `same_as`, `skipped`, and an
+/// optional `subject` (`input` or `output`).
+fn compliance(cf: &mut Fields<'_>) -> Result<(Compliance, bool), Rejection> {
+    let sha = cf.opt_str("sha256")?;
+    let snap = cf.opt_str("snapshot")?;
+    let same = cf.opt_u64("same_as")?;
+    let skipped = cf.opt_str("skipped")?;
+    let subject = cf.opt_str("subject")?;
+    cf.deny_rest()?;
+    let input = match subject.as_deref() {
+        None | Some("output") => false,
+        Some("input") => true,
+        Some(other) => return Err(reject(Reason::BadValue, format!("field \"compliance.subject\": expected \"input\" or \"output\", got {other:?}"))),
+    };
+    let c = match (sha, snap, same, skipped) {
+        (Some(h), None, None, None) => {
+            if !valid_sha256(&h) {
+                return Err(reject(Reason::BadValue, format!("field \"compliance.sha256\": expected 64 lowercase hex digits, got {h:?}")));
+            }
+            Compliance::Sha256(h)
+        }
+        (None, Some(k), None, None) if !k.is_empty() => Compliance::Snapshot(k),
+        (None, None, Some(seq), None) => Compliance::SameAs(seq),
+        (None, None, None, Some(why)) if !why.is_empty() && why.len() <= 64 && why.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+            Compliance::Skipped(why)
+        }
+        (None, None, None, Some(why)) => {
+            return Err(reject(Reason::BadValue, format!("field \"compliance.skipped\": expected a reason like \"budget\" (a-z and _), got {why:?}")))
+        }
+        _ => {
+            return Err(reject(
+                Reason::BadValue,
+                "field \"compliance\": expected exactly one of sha256, snapshot (a non-empty key), same_as, skipped",
+            ))
+        }
+    };
+    Ok((c, input))
 }
 
 /// Per-event required fields (`docs/events.md`, "Events").
@@ -209,8 +251,23 @@ fn check_event_fields(r: &Record) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// `run`: 1-MAX_RUN_LEN printable ASCII characters without spaces.
+fn valid_run(run: &str) -> bool {
+    !run.is_empty() && run.len() <= MAX_RUN_LEN && run.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+/// `vcon_uuid`: 1-MAX_RUN_LEN characters.
+fn valid_uuid(v: &str) -> bool {
+    !v.is_empty() && v.len() <= MAX_RUN_LEN
+}
+
+/// `compliance.sha256`: 64 lowercase hex digits.
+fn valid_sha256(h: &str) -> bool {
+    h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn nonempty(name: &str, v: &str) -> Result<(), Rejection> {
-    if v.is_empty() || v.len() > MAX_RUN_LEN {
+    if !valid_uuid(v) {
         return Err(reject(Reason::BadValue, format!("field {name:?}: expected 1-{MAX_RUN_LEN} characters, got {v:?}")));
     }
     Ok(())

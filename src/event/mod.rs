@@ -103,13 +103,17 @@ pub struct RunRef {
     pub run: String,
 }
 
-/// Where the compliance hash of the step comes from.
+/// Where the compliance hash of the step comes from (`docs/events.md`, "Compliance").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Compliance {
     /// The producer computed `Vcon.hash` itself (64 lowercase hex).
     Sha256(String),
     /// A Redis key holding a RedisJSON copy of the vCon taken at the call.
     Snapshot(String),
+    /// The document is unchanged since the record with this `seq` of the same run.
+    SameAs(u64),
+    /// No snapshot was taken, and why (`budget`, `no_document`, …).
+    Skipped(String),
 }
 
 /// One decoded record. Field meanings are in `docs/events.md`.
@@ -141,6 +145,8 @@ pub struct Record {
     pub ingress_list: Option<String>,
     pub prev_run: Option<RunRef>,
     pub compliance: Option<Compliance>,
+    /// `compliance.subject = input`: the hash describes the document the step was given.
+    pub hash_of_input: bool,
 }
 
 impl Record {

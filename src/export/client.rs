@@ -5,15 +5,18 @@
 //! Contract: [`Client::send`] makes one attempt, never retries, and returns within the configured
 //! timeout (its own deadline, so an expiry is classified as a timeout, never as "unavailable").
 //! Retrying is the caller's job (`export::Stage`, through `retry`).
+//!
+//! Each attempt encodes the request once, straight from the caller's borrowed value, and sends those
+//! bytes (gRPC through [`EncodedCodec`], HTTP as the body): the request is never copied.
 
 use crate::config::{Compression, Export, Protocol};
 use crate::otlp::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use crate::retry::{Failure, Reason};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
 use std::io::Write;
 use std::time::Duration;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -36,7 +39,7 @@ pub struct BuildError {
 /// One OTLP client.
 pub enum Client {
     Grpc {
-        client: TraceServiceClient<Channel>,
+        client: tonic::client::Grpc<Channel>,
         headers: Vec<(MetadataKey<tonic::metadata::Ascii>, MetadataValue<tonic::metadata::Ascii>)>,
         timeout: Duration,
     },
@@ -65,7 +68,7 @@ impl Client {
                     }
                     ep = ep.tls_config(tls).map_err(|e| BuildError { key: "tls", message: e.to_string() })?;
                 }
-                let mut client = TraceServiceClient::new(ep.connect_lazy()).max_decoding_message_size(16 << 20);
+                let mut client = tonic::client::Grpc::new(ep.connect_lazy()).max_decoding_message_size(16 << 20);
                 client = match cfg.compression {
                     Compression::Gzip => client.send_compressed(CompressionEncoding::Gzip),
                     Compression::Zstd => client.send_compressed(CompressionEncoding::Zstd),
@@ -113,21 +116,21 @@ impl Client {
     pub async fn send(&self, req: &ExportTraceServiceRequest) -> Result<Accepted, Failure> {
         match self {
             Client::Grpc { client, headers, timeout } => {
-                let mut request = tonic::Request::new(req.clone());
+                let mut request = tonic::Request::new(bytes::Bytes::from(super::request::encode(req)));
                 // Tells the server our deadline (grpc-timeout); we enforce it ourselves below.
                 request.set_timeout(*timeout);
                 for (k, v) in headers.iter() {
                     request.metadata_mut().insert(k.clone(), v.clone());
                 }
                 let mut client = client.clone();
-                match tokio::time::timeout(*timeout, client.export(request)).await {
+                match tokio::time::timeout(*timeout, export(&mut client, request)).await {
                     Err(_) => Err(Failure::timeout("OTLP/gRPC export", *timeout)),
                     Ok(Ok(resp)) => Ok(accepted(resp.into_inner())),
                     Ok(Err(status)) => Err(classify_grpc(&status)),
                 }
             }
             Client::Http { client, url, compression } => {
-                let raw = req.encode_to_vec();
+                let raw = super::request::encode(req);
                 let (body, encoding) = match compression {
                     Compression::None => (raw, None),
                     Compression::Gzip => {
@@ -152,6 +155,54 @@ impl Client {
                 classify_http(status, retry_after, &bytes, url)
             }
         }
+    }
+}
+
+/// `TraceService/Export` with an encoded request (what the generated client does, minus the copy).
+async fn export(
+    client: &mut tonic::client::Grpc<Channel>,
+    request: tonic::Request<bytes::Bytes>,
+) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+    client.ready().await.map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+    let path = PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    client.unary(request, path, EncodedCodec).await
+}
+
+/// Sends bytes already encoded as an `ExportTraceServiceRequest`; decodes the response with prost.
+#[derive(Debug, Clone, Copy, Default)]
+struct EncodedCodec;
+
+impl Codec for EncodedCodec {
+    type Encode = bytes::Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = EncodedCodec;
+    type Decoder = EncodedCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        EncodedCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        EncodedCodec
+    }
+}
+
+impl Encoder for EncodedCodec {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: bytes::Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put(dst, item);
+        Ok(())
+    }
+}
+
+impl Decoder for EncodedCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src).map(Some).map_err(|e| tonic::Status::internal(e.to_string()))
     }
 }
 

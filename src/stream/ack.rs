@@ -3,6 +3,7 @@
 //! (an unacknowledged entry is only re-read after a restart: a duplicate, never a loss).
 
 use super::{done, Ack, InFlight};
+use crate::metrics::RootLabel;
 use crate::retry::{self, Attempts, Failure, Policy, Reason};
 use redis::aio::ConnectionManager;
 use std::time::Duration;
@@ -11,6 +12,8 @@ use tokio::sync::watch;
 /// Acknowledges in one group; cheap to clone.
 #[derive(Clone)]
 pub struct Acker {
+    /// Observes how long after a run's end its entries were acknowledged (main group only).
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     conn: ConnectionManager,
     stream: String,
     group: String,
@@ -22,7 +25,7 @@ const ACK_RETRY: Policy = Policy::forever(Duration::from_millis(100), Duration::
 
 impl Acker {
     pub fn new(conn: ConnectionManager, stream: String, group: String, inflight: InFlight, done_ttl: Duration) -> Acker {
-        Acker { conn, stream, group, inflight, done_ttl }
+        Acker { metrics: None, conn, stream, group, inflight, done_ttl }
     }
 
     /// Acknowledges `ack`; true once Redis took it, false when `stop` turned true first.
@@ -35,8 +38,8 @@ impl Acker {
         for chunk in ack.ids.chunks(1000) {
             pipe.cmd("XACK").arg(&self.stream).arg(&self.group).arg(chunk).ignore();
         }
-        for t in &ack.done {
-            done::mark(&mut pipe, t, self.done_ttl);
+        for d in &ack.done {
+            done::mark(&mut pipe, d, self.done_ttl);
         }
         let mut attempts = Attempts::new(ACK_RETRY);
         let mut log = |attempt: u32, f: &Failure, _: Duration| {
@@ -53,6 +56,12 @@ impl Acker {
         let ok = matches!(out, retry::Outcome::Done { .. });
         if ok {
             self.inflight.release(&ack.ids);
+            if let Some(m) = &self.metrics {
+                let now = crate::clock::now_ns();
+                for d in ack.done.iter().filter(|d| d.end_ns > 0) {
+                    m.run_end_to_ack.get_or_create(&RootLabel { root: "here" }).observe(now.saturating_sub(d.end_ns) as f64 / 1e9);
+                }
+            }
         }
         ok
     }

@@ -1,9 +1,18 @@
 //! Completion markers: `vcon_otel:done:{trace_id}` is set (with a TTL, `runs.done_marker_ttl_secs`)
-//! once a run's root span was accepted, so a replica that holds other entries of the same run knows
-//! the run ended elsewhere and acknowledges them instead of closing the run again as incomplete.
+//! once a run's root span was accepted; its value is the run's end time (Unix ns). A replica that
+//! holds other entries of the same run (its opening, when the run's end was read by another replica)
+//! looks for the marker about a second after the run went quiet, and acknowledges them.
 
 use redis::aio::ConnectionManager;
 use std::time::Duration;
+
+/// A run whose root span the collector accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunDone {
+    pub trace_id: [u8; 16],
+    /// When the run ended (the root span's end), Unix ns.
+    pub end_ns: u64,
+}
 
 /// The marker key of a run.
 pub fn key(trace_id: &[u8; 16]) -> String {
@@ -11,18 +20,23 @@ pub fn key(trace_id: &[u8; 16]) -> String {
 }
 
 /// Adds "mark this run done" to a pipeline.
-pub fn mark(pipe: &mut redis::Pipeline, trace_id: &[u8; 16], ttl: Duration) {
-    pipe.cmd("SET").arg(key(trace_id)).arg(1).arg("EX").arg(ttl.as_secs().max(1)).ignore();
+pub fn mark(pipe: &mut redis::Pipeline, d: &RunDone, ttl: Duration) {
+    pipe.cmd("SET").arg(key(&d.trace_id)).arg(d.end_ns).arg("EX").arg(ttl.as_secs().max(1)).ignore();
 }
 
-/// Which of these runs are marked done (one round trip); all false when Redis cannot be asked.
-pub async fn finished(conn: &mut ConnectionManager, trace_ids: &[[u8; 16]]) -> Vec<bool> {
+/// For each run, its end time when it is marked done (one round trip); all `None` when Redis cannot
+/// be asked (the caller asks again later).
+pub async fn finished(conn: &mut ConnectionManager, trace_ids: &[[u8; 16]]) -> Vec<Option<u64>> {
     if trace_ids.is_empty() {
         return vec![];
     }
     let mut pipe = redis::pipe();
     for t in trace_ids {
-        pipe.cmd("EXISTS").arg(key(t));
+        pipe.cmd("GET").arg(key(t));
     }
-    pipe.query_async::<Vec<bool>>(conn).await.unwrap_or_else(|_| vec![false; trace_ids.len()])
+    match pipe.query_async::<Vec<Option<String>>>(conn).await {
+        // A marker written before markers carried the end time reads as "done, end unknown" (0).
+        Ok(v) => v.into_iter().map(|m| m.map(|s| s.parse().unwrap_or(0))).collect(),
+        Err(_) => vec![None; trace_ids.len()],
+    }
 }

@@ -5,8 +5,8 @@
 use super::{Entry, EntryId, InFlight};
 use crate::retry::{self, Attempts, Failure, Policy, Reason};
 use redis::aio::ConnectionManager;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::Value;
+use redis::streams::{StreamAutoClaimReply, StreamId};
+use redis::{FromRedisValue, ParsingError, Value};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -229,15 +229,106 @@ async fn read_once(reader: &mut ConnectionManager, s: &GroupSettings, cursor: Op
         cmd.arg("BLOCK").arg(s.block.as_millis() as u64);
     }
     cmd.arg("STREAMS").arg(&s.stream).arg(cursor.unwrap_or(">"));
-    let reply: Option<StreamReadReply> = cmd.query_async(reader).await?;
-    let got = reply.map(entries).unwrap_or_default();
-    tracing::Span::current().record("messaging.batch.message_count", got.len());
-    Ok(got)
+    let reply: ReadReply = cmd.query_async(reader).await?;
+    tracing::Span::current().record("messaging.batch.message_count", reply.0.len());
+    Ok(reply.0)
 }
 
-/// The entries of an `XREADGROUP` reply.
-pub fn entries(reply: StreamReadReply) -> Vec<Entry> {
-    reply.keys.into_iter().flat_map(|k| k.ids).map(to_entry).collect()
+/// The entries of an `XREADGROUP` reply, taken apart in place: the reply's buffers become the
+/// entries' IDs and payloads without copies. Accepts RESP2 (arrays) and RESP3 (maps) replies, `nil`
+/// (nothing to read) and entries whose fields are `nil` (deleted from the stream while pending: no
+/// payload). When an entry has field `r` more than once, the last one counts.
+struct ReadReply(Vec<Entry>);
+
+impl FromRedisValue for ReadReply {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let mut out = Vec::new();
+        match v {
+            Value::Nil => {}
+            Value::Array(streams) => {
+                for s in streams {
+                    match s {
+                        Value::Array(mut pair) if pair.len() == 2 => stream_entries(pair.pop().expect("two items"), &mut out)?,
+                        other => return Err(unexpected("[stream, entries]", &other)),
+                    }
+                }
+            }
+            Value::Map(streams) => {
+                for (_, entries) in streams {
+                    stream_entries(entries, &mut out)?;
+                }
+            }
+            other => return Err(unexpected("an array of streams", &other)),
+        }
+        Ok(ReadReply(out))
+    }
+}
+
+fn stream_entries(v: Value, out: &mut Vec<Entry>) -> Result<(), ParsingError> {
+    let items = match v {
+        Value::Nil => return Ok(()),
+        Value::Array(items) => items,
+        other => return Err(unexpected("an array of entries", &other)),
+    };
+    out.reserve(items.len());
+    for item in items {
+        let Value::Array(mut pair) = item else { return Err(unexpected("[id, fields]", &item)) };
+        if pair.len() < 2 {
+            return Err(unexpected("[id, fields]", &Value::Array(pair)));
+        }
+        pair.truncate(2);
+        let fields = pair.pop().expect("two items");
+        let id = match pair.pop().expect("two items") {
+            Value::BulkString(b) => String::from_utf8(b)?,
+            Value::SimpleString(s) => s,
+            other => return Err(unexpected("an entry ID", &other)),
+        };
+        out.push(Entry { id, payload: payload(fields) });
+    }
+    Ok(())
+}
+
+/// The value of field `r` (the last one), as bytes.
+fn payload(fields: Value) -> Option<bytes::Bytes> {
+    let value = match fields {
+        Value::Array(flat) => {
+            let mut it = flat.into_iter();
+            let mut found = None;
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if is_r(&k) {
+                    found = Some(v);
+                }
+            }
+            found
+        }
+        Value::Map(pairs) => pairs.into_iter().filter(|(k, _)| is_r(k)).map(|(_, v)| v).last(),
+        _ => None,
+    };
+    match value? {
+        Value::BulkString(b) => Some(bytes::Bytes::from(b)),
+        Value::SimpleString(s) => Some(bytes::Bytes::from(s.into_bytes())),
+        _ => None,
+    }
+}
+
+fn is_r(k: &Value) -> bool {
+    match k {
+        Value::BulkString(b) => b == b"r",
+        Value::SimpleString(s) => s == "r",
+        _ => false,
+    }
+}
+
+fn unexpected(what: &str, got: &Value) -> ParsingError {
+    let kind = match got {
+        Value::Nil => "nil",
+        Value::Int(_) => "an integer",
+        Value::BulkString(_) | Value::SimpleString(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Map(_) => "a map",
+        _ => "another type",
+    };
+    format!("XREADGROUP reply: expected {what}, got {kind}").into()
 }
 
 fn to_entry(mut id: StreamId) -> Entry {
@@ -272,4 +363,42 @@ pub async fn depth(conn: &mut ConnectionManager, stream: &str, group: &str) -> O
         return Some(Depth { lag: int("lag"), pending: int("pending").unwrap_or(0) });
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: Value) -> Value {
+        Value::Array(vec![bulk(id), fields])
+    }
+
+    #[test]
+    fn a_read_reply_is_taken_apart_into_entries_in_order() {
+        let entries = Value::Array(vec![
+            entry("1-0", Value::Array(vec![bulk("r"), bulk("{\"a\":1}")])),
+            entry("1-1", Value::Array(vec![bulk("other"), bulk("x")])),
+            entry("1-2", Value::Nil),
+            entry("1-3", Value::Array(vec![bulk("r"), bulk("first"), bulk("x"), bulk("y"), bulk("r"), bulk("last")])),
+        ]);
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("vcon_otel:events"), entries.clone()])]);
+        let resp3 = Value::Map(vec![(bulk("vcon_otel:events"), entries)]);
+        for reply in [resp2, resp3] {
+            let got = ReadReply::from_redis_value(reply).unwrap().0;
+            let want = vec![
+                Entry { id: "1-0".into(), payload: Some(bytes::Bytes::from_static(b"{\"a\":1}")) },
+                Entry { id: "1-1".into(), payload: None },
+                Entry { id: "1-2".into(), payload: None },
+                Entry { id: "1-3".into(), payload: Some(bytes::Bytes::from_static(b"last")) },
+            ];
+            assert_eq!(got, want);
+        }
+        assert!(ReadReply::from_redis_value(Value::Nil).unwrap().0.is_empty());
+        let err = ReadReply::from_redis_value(Value::Int(3)).err().expect("an integer is no read reply");
+        assert!(err.to_string().contains("expected an array of streams, got an integer"), "{err}");
+    }
 }

@@ -47,12 +47,12 @@ pub struct Entry {
     pub payload: Option<bytes::Bytes>,
 }
 
-/// What to acknowledge in one go: entry IDs, and the trace IDs of runs whose root span the collector
-/// accepted (their completion markers are set in the same round trip, `done`).
+/// What to acknowledge in one go: entry IDs, and the runs whose root span the collector accepted
+/// (their completion markers are set in the same round trip, `done`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Ack {
     pub ids: Vec<EntryId>,
-    pub done: Vec<[u8; 16]>,
+    pub done: Vec<done::RunDone>,
 }
 
 impl Ack {

@@ -9,5 +9,6 @@ mod compliance;
 mod demo;
 mod http_ingest;
 mod python_e2e;
+mod replicas;
 mod self_telemetry;
 mod tracers;

@@ -79,6 +79,20 @@ impl RedisServer {
     }
 
     /// Entries of the group not yet acknowledged.
+    /// Entries of the stream not yet delivered to `group` (`XINFO GROUPS` lag; 0 when unknown).
+    pub fn lag(&self, stream: &str, group: &str) -> i64 {
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> =
+            redis::cmd("XINFO").arg("GROUPS").arg(stream).query(&mut self.conn()).unwrap_or_default();
+        groups
+            .iter()
+            .find(|g| matches!(g.get("name"), Some(redis::Value::BulkString(b)) if b == group.as_bytes()))
+            .and_then(|g| match g.get("lag") {
+                Some(redis::Value::Int(n)) => Some(*n),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
     pub fn pending(&self, stream: &str, group: &str) -> i64 {
         let v: redis::Value = redis::cmd("XPENDING").arg(stream).arg(group).query(&mut self.conn()).expect("XPENDING");
         match v {

@@ -1,0 +1,195 @@
+//! Python's `json.dumps` with default arguments, as bytes into a [`Sink`]: separators `", "` and
+//! `": "`, `ensure_ascii` (`\uXXXX` in lowercase hex, characters above U+FFFF as surrogate pairs,
+//! `\" \\ \n \r \t \b \f`, `/` unescaped, DEL escaped), float `repr` (`1.0`, `1e-05`, `1e+16`),
+//! `NaN`/`Infinity`, integers as their digits. Used by the streaming hasher piece by piece and by
+//! [`write`] for a whole in-memory [`Value`].
+
+use super::pyjson::{PyStr, Value};
+
+/// Python's `repr(float)`, as `json.dumps` writes floats (`NaN`, `Infinity`, `-Infinity` included).
+pub fn float_repr(f: f64, out: &mut String) {
+    if f.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if f.is_infinite() {
+        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+        return;
+    }
+    if f.is_sign_negative() {
+        out.push('-');
+    }
+    // Shortest round-trip digits with ties to even (Ryu), as Python's repr; Rust's own formatting
+    // rounds exact ties up (1505058715994094.25 -> "…094.3", Python says "…094.2").
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(f.abs());
+    let (mant, exp10) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().expect("exponent")),
+        None => (text, 0),
+    };
+    let (int_part, frac_part) = mant.split_once('.').unwrap_or((mant, ""));
+    let all = format!("{int_part}{frac_part}");
+    let lead = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_start_matches('0').trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    // Position of the decimal point relative to the first significant digit.
+    let decpt_raw = int_part.len() as i32 - lead as i32 + exp10;
+    let exp = if digits == "0" { 0 } else { decpt_raw - 1 };
+    let digits = digits.to_string();
+    let decpt = exp + 1;
+    if -4 < decpt && decpt <= 16 {
+        if decpt <= 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-decpt) as usize));
+            out.push_str(&digits);
+        } else if (decpt as usize) < digits.len() {
+            out.push_str(&digits[..decpt as usize]);
+            out.push('.');
+            out.push_str(&digits[decpt as usize..]);
+        } else {
+            out.push_str(&digits);
+            out.extend(std::iter::repeat_n('0', decpt as usize - digits.len()));
+            out.push_str(".0");
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        let e = exp.unsigned_abs();
+        if e < 10 {
+            out.push('0');
+        }
+        out.push_str(&e.to_string());
+    }
+}
+
+/// A sink for the serialized bytes (a hasher, a buffer).
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn put_unit<S: Sink>(out: &mut S, u: u16) {
+    match u {
+        0x22 => out.put(b"\\\""),
+        0x5c => out.put(b"\\\\"),
+        0x0a => out.put(b"\\n"),
+        0x0d => out.put(b"\\r"),
+        0x09 => out.put(b"\\t"),
+        0x08 => out.put(b"\\b"),
+        0x0c => out.put(b"\\f"),
+        0x20..=0x7e => out.put(&[u as u8]),
+        _ => out.put(&[
+            b'\\',
+            b'u',
+            HEX[(u >> 12) as usize & 15],
+            HEX[(u >> 8) as usize & 15],
+            HEX[(u >> 4) as usize & 15],
+            HEX[u as usize & 15],
+        ]),
+    }
+}
+
+pub fn put_str<S: Sink>(out: &mut S, s: &PyStr<'_>) {
+    out.put(b"\"");
+    match s {
+        PyStr::Text(t) if all_plain(t.as_bytes()) => out.put(t.as_bytes()),
+        PyStr::Text(t) => {
+            let b = t.as_bytes();
+            let mut start = 0;
+            // Runs of printable ASCII go out as they are; everything else unit by unit.
+            let mut i = 0;
+            while i < b.len() {
+                let c = b[i];
+                if (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\' {
+                    i += 1;
+                    continue;
+                }
+                out.put(&b[start..i]);
+                if c < 0x80 {
+                    put_unit(out, c as u16);
+                    i += 1;
+                } else {
+                    let ch_len = utf8_len(c);
+                    let ch = t[i..i + ch_len].chars().next().expect("a char");
+                    let mut buf = [0u16; 2];
+                    for u in ch.encode_utf16(&mut buf) {
+                        put_unit(out, *u);
+                    }
+                    i += ch_len;
+                }
+                start = i;
+            }
+            out.put(&b[start..]);
+        }
+        PyStr::Units(units) => {
+            for u in units {
+                put_unit(out, *u);
+            }
+        }
+    }
+    out.put(b"\"");
+}
+
+/// Whether every byte is printable ASCII other than `"` and `\\` (goes out unescaped).
+fn all_plain(b: &[u8]) -> bool {
+    b.chunks(64).all(|chunk| !chunk.iter().fold(false, |acc, &c| acc | !(0x20..0x7f).contains(&c) | (c == b'"') | (c == b'\\')))
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xf0..=0xff => 4,
+        0xe0..=0xef => 3,
+        _ => 2,
+    }
+}
+
+/// Writes `json.dumps(value)`.
+pub fn write<S: Sink>(out: &mut S, v: &Value<'_>) {
+    match v {
+        Value::Null => out.put(b"null"),
+        Value::Bool(true) => out.put(b"true"),
+        Value::Bool(false) => out.put(b"false"),
+        Value::Int(t) => out.put(t.as_bytes()),
+        Value::Float(f) => {
+            let mut s = String::new();
+            float_repr(*f, &mut s);
+            out.put(s.as_bytes());
+        }
+        Value::Str(s) => put_str(out, s),
+        Value::Array(items) => {
+            out.put(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.put(b", ");
+                }
+                write(out, item);
+            }
+            out.put(b"]");
+        }
+        Value::Object(fields) => {
+            out.put(b"{");
+            for (i, (k, item)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.put(b", ");
+                }
+                put_str(out, k);
+                out.put(b": ");
+                write(out, item);
+            }
+            out.put(b"}");
+        }
+    }
+}
+
