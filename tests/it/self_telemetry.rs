@@ -76,7 +76,9 @@ fn bridge_spans_for_a_batch_reach_their_own_receiver_with_the_export_attempts_af
         vcon.http_endpoint(),
         own.grpc_endpoint()
     );
-    let mut env = vec![("OTEL_BSP_SCHEDULE_DELAY", "200")];
+    // The SDK would send to this signal endpoint if it read it: the vCon receiver.
+    let vcon_ep = vcon.grpc_endpoint();
+    let mut env = vec![("OTEL_BSP_SCHEDULE_DELAY", "200"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", vcon_ep.as_str())];
     env.extend_from_slice(FOREIGN_ENV);
     let mut bridge = Bridge::run_with_env(&cfg, &env);
     assert!(vcon.wait_for_spans(4, T), "{}", bridge.output());
@@ -159,4 +161,29 @@ fn hosted_tracer_deliveries_and_the_idle_sweep_are_spans_too_flushed_at_exit_ove
     assert!(own.metadata("content-encoding").iter().all(|v| v.as_deref() == Some("gzip")));
     assert!(own.metadata("authorization").iter().all(Option::is_none), "the vCon export's credentials reached the self-telemetry receiver");
     assert!(vcon.spans().iter().all(|s| !is_bridge_span(s)));
+}
+
+#[test]
+fn with_self_telemetry_off_nothing_reaches_its_receiver_even_with_an_endpoint_and_the_otlp_variables_set() {
+    let redis = RedisServer::start();
+    let vcon = Receiver::start(vec![Answer::Unavailable { retry_after: None }]);
+    let own = Receiver::start(vec![]);
+    run_with_snapshots(&redis, "r3", "u3", 4);
+    let cfg = format!(
+        "redis: {{url: \"{}\"}}\nexport: {{endpoint: \"{}\", initial_backoff_ms: 50, max_batch_delay_ms: 50}}\nstream: {{consumer: test-bridge, block_ms: 200}}\nself_telemetry: {{enabled: false, endpoint: \"{}\", sampler_ratio: 1.0}}\n",
+        redis.url(),
+        vcon.grpc_endpoint(),
+        own.grpc_endpoint()
+    );
+    // The SDK's own variables point at the second receiver too; with self-telemetry off nothing reads them.
+    let own_ep = own.grpc_endpoint();
+    let env = [("OTEL_BSP_SCHEDULE_DELAY", "50"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", own_ep.as_str()), ("OTEL_TRACES_EXPORTER", "otlp")];
+    let mut bridge = Bridge::run_with_env(&cfg, &env);
+    assert!(vcon.wait_for_spans(4, T), "{}", bridge.output());
+    assert!(wait_until(T, || redis.pending(STREAM, "vcon-otel") == 0), "{}", bridge.output());
+    assert_eq!(vcon.answered()[..2], ["unavailable", "ok"]);
+    assert_eq!(bridge.terminate(), Some(0), "{}", bridge.output());
+    assert!(own.answered().is_empty(), "self-telemetry is off, yet its receiver got {:?}", own.answered());
+    assert!(vcon.spans().iter().all(|s| !is_bridge_span(s)));
+    assert!(!bridge.output().contains("self-telemetry: exporting"), "{}", bridge.output());
 }
