@@ -31,10 +31,11 @@ use crate::config::{SelfProtocol, SelfTelemetry};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use std::time::Duration;
 use tracing::Level;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -98,25 +99,34 @@ impl Drop for Guard {
 /// on the main thread, before any Tokio runtime starts. Errors name the config key.
 pub fn init(log_format: &str, self_telemetry: Option<&SelfTelemetry>) -> anyhow::Result<Guard> {
     let env_filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt = if log_format == "json" { fmt.json().boxed() } else { fmt.boxed() };
     let mut guard = Guard::default();
-    let otel = match self_telemetry {
+    let tracer = match self_telemetry {
         Some(cfg) => {
             let (provider, runtime) = build_provider(cfg)?;
             let tracer = provider.tracer(SERVICE_NAME);
             guard = Guard { provider: Some(provider), runtime };
-            let filter = tracing_subscriber::filter::filter_fn(|m| accepts(m.target(), *m.level(), m.is_span()))
-                .with_max_level_hint(tracing::level_filters::LevelFilter::DEBUG);
-            Some(tracing_opentelemetry::layer().with_tracer(tracer).with_threads(false).with_filter(filter))
+            Some(tracer)
         }
         None => None,
     };
-    tracing_subscriber::registry().with(fmt.with_filter(env_filter)).with(otel).try_init()?;
+    subscriber(log_format, env_filter, BoxMakeWriter::new(std::io::stderr), tracer).try_init()?;
     if let Some(c) = self_telemetry {
         tracing::info!(endpoint = %c.endpoint, protocol = ?c.protocol, sampler_ratio = c.sampler_ratio, service.instance.id = %c.instance_id, "self-telemetry: exporting the bridge's own spans as service vcon-otel");
     }
     Ok(guard)
+}
+
+/// The subscriber [`init`] installs: the log layer under `env_filter`, and with a `tracer` the
+/// OpenTelemetry layer under [`accepts`]. Without a tracer, a `DEBUG` span is enabled only when
+/// `env_filter` asks for it.
+pub fn subscriber(log_format: &str, env_filter: tracing_subscriber::EnvFilter, writer: BoxMakeWriter, tracer: Option<SdkTracer>) -> impl tracing::Subscriber + Send + Sync {
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = if log_format == "json" { fmt.json().boxed() } else { fmt.boxed() };
+    let otel = tracer.map(|t| {
+        let filter = tracing_subscriber::filter::filter_fn(|m| accepts(m.target(), *m.level(), m.is_span())).with_max_level_hint(tracing::level_filters::LevelFilter::DEBUG);
+        tracing_opentelemetry::layer().with_tracer(t).with_threads(false).with_filter(filter)
+    });
+    tracing_subscriber::registry().with(fmt.with_filter(env_filter)).with(otel)
 }
 
 /// The tracer provider: parent-based ratio sampler, the resource, a batch processor.
@@ -226,6 +236,63 @@ mod tests {
         assert!(!accepts("vcon_otel::export", Level::DEBUG, false), "per-event debug logs stay out of spans");
         assert!(!accepts("vcon_otel_other", Level::INFO, true));
         assert!(!accepts("tokio_postgres::query", Level::INFO, true));
+    }
+
+    /// The spans the bridge's stages create: `DEBUG` spans of its own modules.
+    fn stage_spans() -> Vec<tracing::Span> {
+        vec![
+            tracing::debug_span!(target: "vcon_otel::export", "export", vcon_otel.export.spans = 4),
+            tracing::debug_span!(target: "vcon_otel::enrich", "enrich", messaging.batch.message_count = 4),
+            tracing::debug_span!(target: "vcon_otel::stream::group", "receive"),
+        ]
+    }
+
+    fn quiet_logs() -> BoxMakeWriter {
+        BoxMakeWriter::new(std::io::sink)
+    }
+
+    #[test]
+    fn with_self_telemetry_off_the_bridges_spans_are_never_built() {
+        for format in ["text", "json"] {
+            let off = subscriber(format, tracing_subscriber::EnvFilter::new("info"), quiet_logs(), None);
+            tracing::subscriber::with_default(off, || {
+                assert!(stage_spans().iter().all(tracing::Span::is_disabled), "a stage span was built with self-telemetry off ({format})");
+            });
+        }
+    }
+
+    /// Collects the names of the spans that reach the OpenTelemetry SDK.
+    #[derive(Debug, Default, Clone)]
+    struct Collected(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl opentelemetry_sdk::trace::SpanProcessor for Collected {
+        fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+        fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+            self.0.lock().unwrap().push(span.name.into_owned());
+        }
+        fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn with_self_telemetry_on_only_the_bridges_spans_reach_the_sdk() {
+        let got = Collected::default();
+        let provider = SdkTracerProvider::builder().with_span_processor(got.clone()).build();
+        let on = subscriber("text", tracing_subscriber::EnvFilter::new("info"), quiet_logs(), Some(provider.tracer(SERVICE_NAME)));
+        tracing::subscriber::with_default(on, || {
+            assert!(stage_spans().iter().all(|s| !s.is_disabled()), "a stage span was not built with self-telemetry on");
+            drop(tracing::info_span!(target: "h2::codec", "h2 poll").entered());
+            drop(tracing::info_span!(target: "opentelemetry_sdk", "sdk export").entered());
+            drop(tracing::info_span!(target: "tonic::transport", "tonic call").entered());
+            assert!(tracing::trace_span!(target: "vcon_otel::export", "detail").is_disabled());
+        });
+        let mut names = got.0.lock().unwrap().clone();
+        names.sort();
+        assert_eq!(names, ["enrich", "export", "receive"]);
     }
 
     #[test]
