@@ -254,7 +254,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     };
 
     let export = export::resolve_export(raw.export, env, &mut p);
-    let self_telemetry = self_telemetry::resolve(raw.self_telemetry, &stream.consumer, &mut p);
+    let self_telemetry = self_telemetry::resolve(raw.self_telemetry, &stream.consumer, env, &mut p);
 
     let admin_text = raw.admin.addr.unwrap_or_else(|| "127.0.0.1:9464".into());
     let admin_addr = parse_addr("admin.addr", &admin_text, &mut p);

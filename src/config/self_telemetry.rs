@@ -9,6 +9,8 @@
 //! (the conserver's own SDK reads them) and would rename or resample the bridge's spans: the service
 //! name is fixed (`vcon-otel`), the ratio is `sampler_ratio`. The batch processor's own `OTEL_BSP_*`
 //! variables (schedule delay, queue size, batch size), which nothing else here reads, are honoured.
+//! `OTEL_SDK_DISABLED=true` turns self-telemetry off whatever the file says (the SDK is all it
+//! configures here; the vCon export does not use the SDK).
 
 use super::Problem;
 use serde::Deserialize;
@@ -49,8 +51,9 @@ pub struct SelfTelemetry {
     pub instance_id: String,
 }
 
-/// `None` when disabled. `instance_id` is the resolved `stream.consumer`.
-pub(super) fn resolve(raw: RawSelfTelemetry, instance_id: &str, p: &mut Vec<Problem>) -> Option<SelfTelemetry> {
+/// `None` when disabled (in the file, or by `OTEL_SDK_DISABLED=true`). `instance_id` is the
+/// resolved `stream.consumer`.
+pub(super) fn resolve(raw: RawSelfTelemetry, instance_id: &str, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<SelfTelemetry> {
     let mut bad = |path: &str, message: String, hint: &str| p.push(Problem { path: path.into(), message, hint: hint.into() });
     let protocol = match raw.protocol.as_deref().unwrap_or("grpc") {
         "grpc" => SelfProtocol::Grpc,
@@ -68,7 +71,8 @@ pub(super) fn resolve(raw: RawSelfTelemetry, instance_id: &str, p: &mut Vec<Prob
     if timeout == 0 {
         bad("self_telemetry.timeout_secs", "must be greater than 0".into(), "remove the key to use the default (10)");
     }
-    if !raw.enabled {
+    let sdk_disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if !raw.enabled || sdk_disabled {
         return None;
     }
     let Some(endpoint) = raw.endpoint else {
@@ -131,6 +135,13 @@ mod tests {
         let paths: Vec<&str> = e.0.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["self_telemetry.protocol", "self_telemetry.sampler_ratio", "self_telemetry.timeout_secs", "self_telemetry.endpoint"], "{e}");
         assert_eq!(e.0[1].to_string(), "self_telemetry.sampler_ratio: 1.5 is not between 0 and 1 (hint: write e.g. 0.01 (one root span in a hundred) or 1.0 (all))");
+    }
+
+    #[test]
+    fn otel_sdk_disabled_turns_it_off() {
+        let yaml = "self_telemetry: {enabled: true, endpoint: \"http://otel:4317\"}\n";
+        assert!(load(yaml, &[("OTEL_SDK_DISABLED", "TRUE")]).unwrap().self_telemetry.is_none());
+        assert!(load(yaml, &[("OTEL_SDK_DISABLED", "false")]).unwrap().self_telemetry.is_some());
     }
 
     #[test]
