@@ -125,6 +125,9 @@ pub struct Metrics {
     pub spans_exported: Family<OutcomeLabel, Counter>,
     pub spans_dropped: Family<ReasonLabel, Counter>,
     pub snapshots_skipped: Family<ReasonLabel, Counter>,
+    pub snapshots_deleted: Counter,
+    pub snapshots_live: Gauge,
+    pub step_record_errors: Counter,
     pub export_retries: Family<ReasonLabel, Counter>,
     pub export_duration: Family<OutcomeLabel, Histogram, fn() -> Histogram>,
     pub audit_writes: Family<OutcomeLabel, Counter>,
@@ -166,6 +169,9 @@ impl Metrics {
             spans_exported: Family::default(),
             spans_dropped: Family::default(),
             snapshots_skipped: Family::default(),
+            snapshots_deleted: Counter::default(),
+            snapshots_live: Gauge::default(),
+            step_record_errors: Counter::default(),
             export_retries: Family::default(),
             export_duration: Family::new_with_constructor(histogram),
             audit_writes: Family::default(),
@@ -201,6 +207,9 @@ impl Metrics {
         r.register("vcon_otel_http_requests", "POST /v1/events answers by status code", m.http_requests.clone());
         r.register("vcon_otel_spans_exported", "Spans by export outcome", m.spans_exported.clone());
         r.register("vcon_otel_spans_dropped", "Spans not offered to the exporter because its queue was full (tracer outcome spans only), by reason", m.spans_dropped.clone());
+        r.register("vcon_otel_snapshots_deleted", "Compliance snapshots deleted by the bridge once hashed (and used by every content tracer)", m.snapshots_deleted.clone());
+        r.register("vcon_otel_snapshots_live", "Live compliance snapshots in the producer's budget index (ZCARD of compliance.snapshot_index)", m.snapshots_live.clone());
+        r.register("vcon_otel_step_record_errors", "Failed writes of step records or snapshot deletions (the snapshot then lives until its TTL)", m.step_record_errors.clone());
         r.register("vcon_otel_snapshots_skipped", "Steps whose producer took no compliance snapshot, by reason (budget: snapshot_budget reached)", m.snapshots_skipped.clone());
         r.register("vcon_otel_export_retries", "Retried OTLP export attempts, by reason", m.export_retries.clone());
         r.register("vcon_otel_export_duration_seconds", "Time of one OTLP export request, by outcome", m.export_duration.clone());

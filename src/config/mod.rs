@@ -112,6 +112,12 @@ pub struct RawCompliance {
     /// Also put the vCon spec's `sha512-<base64url>` token of the canonical bytes on spans
     /// (`vcon.hash.sha512`). SHA-512 in software halves hashing throughput.
     pub sha512_token: bool,
+    /// The producer's snapshot budget index (its `snapshot_index` option); default `vcon_otel:snaps`.
+    pub snapshot_index: Option<String>,
+    /// How long a run's step record (`vcon_otel:steps:{trace}`: each step's hash, read by hosted
+    /// tracers and replicas) lives after its last write; default 900, at least the producer's
+    /// `snapshot_ttl` so a consumer that can still read a snapshot can also find its hash.
+    pub step_record_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,6 +161,10 @@ pub struct Config {
     pub hosted: Vec<HostedConfig>,
     /// Put the sha512 token on spans too.
     pub sha512_token: bool,
+    /// `compliance.snapshot_index`.
+    pub snapshot_index: String,
+    /// `compliance.step_record_ttl_secs`.
+    pub step_record_ttl: Duration,
 }
 
 /// One configuration problem: where, what, and how to fix it.
@@ -234,6 +244,8 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         audit_log_name,
         hosted,
         sha512_token: raw.compliance.sha512_token,
+        snapshot_index: raw.compliance.snapshot_index.unwrap_or_else(|| "vcon_otel:snaps".into()),
+        step_record_ttl: Duration::from_secs(raw.compliance.step_record_ttl_secs.unwrap_or(900).max(1)),
     })
 }
 

@@ -65,9 +65,12 @@ impl Runner {
                 })
                 .filter(|e| self.hosted.chains.is_empty() || e.chain.as_ref().is_some_and(|c| self.hosted.chains.contains(c)))
                 .collect();
+            let asks = given_asks(&*self.hosted.tracer, &work);
+            let given = given_hashes(&self.conn, asks).await;
             let steps: Vec<Step<'_>> = work
                 .iter()
-                .map(|e| Step { record: &e.record, hash: e.hash.as_ref(), vcon_json: e.vcon_json.as_deref(), chain: e.chain.as_deref() })
+                .zip(&given)
+                .map(|(e, g)| Step { record: &e.record, hash: e.hash.as_ref(), given: g.as_ref(), vcon_json: e.vcon_json.as_deref(), chain: e.chain.as_deref() })
                 .collect();
             let groups: Vec<&[Step<'_>]> = if self.hosted.tracer.batches() {
                 if steps.is_empty() { vec![] } else { vec![&steps[..]] }
@@ -180,4 +183,26 @@ impl Runner {
             Err(e) => tracing::error!(tracer = %self.hosted.name, error = %e, "cannot push to DLQ:{list}"),
         }
     }
+}
+
+/// The steps whose previous step's hash the module asks for ([`Tracer::wants_given`]).
+fn given_asks(tracer: &dyn super::Tracer, work: &[Box<crate::enrich::Enriched>]) -> Vec<Option<([u8; 16], u64)>> {
+    work.iter()
+        .map(|e| {
+            let r = &e.record;
+            r.seq.filter(|_| tracer.wants_given(r)).map(|seq| (crate::ids::trace_id(&r.vcon_uuid, &r.run), seq))
+        })
+        .collect()
+}
+
+/// The previous step's hash for each ask, from the run's step record.
+async fn given_hashes(conn: &ConnectionManager, asks: Vec<Option<([u8; 16], u64)>>) -> Vec<Option<crate::compliance::StepHash>> {
+    let mut out = Vec::with_capacity(asks.len());
+    for a in asks {
+        out.push(match a {
+            Some((trace, seq)) => crate::enrich::steps::previous(conn, &trace, seq).await,
+            None => None,
+        });
+    }
+    out
 }

@@ -39,10 +39,10 @@ fn audit_log_records_every_step_and_verify_catches_tampering() {
     assert!(wait_until(Duration::from_secs(10), || redis.pending("vcon_otel:events", "vcon-otel") == 0));
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    // chain_start, three links, chain_complete (with hooks the pre-chain call repeats chain_start's
-    // state, so the producer sends no second snapshot for it)
+    // chain_start, the pre-chain tracer call, three links, chain_complete (with hooks the pre-chain
+    // call repeats chain_start's state: the producer sends `same_as` instead of a second snapshot)
     let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
-    assert_eq!(events, ["chain_start", "link", "link", "link", "chain_end"]);
+    assert_eq!(events, ["chain_start", "pre_chain", "link", "link", "link", "chain_end"]);
     assert!(!text.contains("+15555550100"), "no party identifier in the audit log");
     let root = rx.spans().into_iter().find(|s| s.span.parent_span_id.is_empty()).unwrap();
     let link = rx.spans().into_iter().find(|s| s.span.name == "link tag").unwrap();
@@ -77,7 +77,7 @@ fn audit_log_records_every_step_and_verify_catches_tampering() {
     assert_eq!(code, 2, "{msg}");
     assert!(msg.contains("swapped.jsonl:3"), "{msg}");
     let (code, msg) = tampered("edited.jsonl", &|l| {
-        l[3] = l[3].replacen("\"step_name\":\"tag3\"", "\"step_name\":\"tagX\"", 1);
+        l[4] = l[4].replacen("\"step_name\":\"tag3\"", "\"step_name\":\"tagX\"", 1);
     });
     assert_eq!(code, 2, "{msg}");
     assert!(msg.contains("altered"), "{msg}");

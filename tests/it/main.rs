@@ -8,6 +8,7 @@ mod audit;
 mod bridge;
 mod compliance;
 mod demo;
+mod lifecycle;
 mod http_ingest;
 mod python_e2e;
 mod replicas;

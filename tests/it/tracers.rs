@@ -42,7 +42,7 @@ fn run_with_snapshots(redis: &RedisServer, run: &str, uuid: &str, hooks_ingress:
 }
 
 /// The fake JLINC data store: entities exist once created; events get increasing ids.
-fn jlinc_store() -> Server {
+pub(crate) fn jlinc_store() -> Server {
     let created = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::<String>::new()));
     let events = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     Server::start(move |path, body| {
@@ -63,14 +63,14 @@ fn jlinc_store() -> Server {
     })
 }
 
-fn jlinc_cfg(store: &Server, extra: &str) -> String {
+pub(crate) fn jlinc_cfg(store: &Server, extra: &str) -> String {
     format!(
         "  jl:\n    module: jlinc\n    options: {{data_store_api_url: \"{}\", data_store_api_key: dskey, archive_api_url: \"http://archive\", archive_api_key: akey, system_prefix: \"VCON Test\", max_attempts: 3, initial_backoff_ms: 20{extra}}}\n",
         store.url()
     )
 }
 
-fn produced(store: &Server) -> Vec<Value> {
+pub(crate) fn produced(store: &Server) -> Vec<Value> {
     store.requests().into_iter().filter(|r| r.path.ends_with("event/produce") && r.status == 200).map(|r| r.body).collect()
 }
 
