@@ -1,5 +1,5 @@
 //! Fills the event stream with tracer-only runs of a 3-link chain (4 records per run) without
-//! snapshots, quickly, for profiling the bridge's path without snapshots (`scripts/bench-pipeline.sh`
+//! snapshots, quickly, for profiling the bridge's path without snapshots (`scripts/bench/pipeline.sh`
 //! fills its streams through the real Python producer instead). Usage: `fill_stream REDIS_URL STREAM RECORDS`.
 
 use redis::Commands;

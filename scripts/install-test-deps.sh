@@ -12,7 +12,7 @@
 #   VCON_OTEL_INITDB, VCON_OTEL_PG_CTL, VCON_OTEL_POSTGRES   PostgreSQL server binaries
 #   VCON_OTEL_PG_USER       an unprivileged user to run PostgreSQL as (it refuses to run as root)
 #   VCON_OTEL_KUBECTL       kubectl >= 1.27 (kustomize v5), to render deploy/kubernetes/
-# and installs cargo-fuzz into $CACHE/cargo-fuzz (scripts/fuzz.sh).
+# and installs cargo-fuzz into $CACHE/cargo-fuzz (scripts/test/fuzz.sh).
 set -euo pipefail
 CACHE=${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}
 mkdir -p "$CACHE"
@@ -84,7 +84,7 @@ if [ "$(cat "$VENV/.reqs-k8s" 2>/dev/null)" != "$K8S_REQS" ]; then
   echo "$K8S_REQS" > "$VENV/.reqs-k8s"
 fi
 
-# The type checker of the Python package (scripts/test-python.sh runs it), added the same way.
+# The type checker of the Python package (scripts/test/python.sh runs it), added the same way.
 TYPING_REQS="mypy==2.4.1"
 if [ "$(cat "$VENV/.reqs-typing" 2>/dev/null)" != "$TYPING_REQS" ]; then
   log "installing $TYPING_REQS"
@@ -128,7 +128,7 @@ if command -v npm >/dev/null && [ "$(cat "$NODE/.reqs" 2>/dev/null)" != "$NODE_R
   echo "$NODE_REQS" > "$NODE/.reqs"
 fi
 
-# cargo-fuzz for scripts/fuzz.sh (libFuzzer, which libfuzzer-sys compiles with a C++ compiler).
+# cargo-fuzz for scripts/test/fuzz.sh (libFuzzer, which libfuzzer-sys compiles with a C++ compiler).
 FUZZ_VERSION=0.13.2
 command -v c++ >/dev/null || { log "installing g++"; apt_install g++; }
 if [ "$("$CACHE/cargo-fuzz/bin/cargo-fuzz" --version 2>/dev/null)" != "cargo-fuzz $FUZZ_VERSION" ]; then
@@ -160,10 +160,11 @@ ENV
 
 # Smoke check: Redis with the JSON module answers JSON.GET.
 . "$CACHE/env.sh"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$VCON_OTEL_REDIS_SERVER" --bind 127.0.0.1 --port "$port" --save '' --appendonly no --loadmodule "$VCON_OTEL_REJSON" --daemonize yes --logfile "$CACHE/redis-check.log" --pidfile "$CACHE/redis-check.pid"
-for _ in $(seq 50); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.1; done
+. "$(dirname "$0")/lib.sh"
+port=$(free_port)
+start "$CACHE/redis-check.log" "$VCON_OTEL_REDIS_SERVER" --bind 127.0.0.1 --port "$port" --save '' --appendonly no --loadmodule "$VCON_OTEL_REJSON"
+wait_port "$port" 5 || { log "Redis did not start (see $CACHE/redis-check.log)"; exit 1; }
 redis-cli -p "$port" JSON.SET k '$' '{"a":1}' >/dev/null
 [ "$(redis-cli -p "$port" JSON.GET k)" = '{"a":1}' ] || { log "RedisJSON smoke check failed"; exit 1; }
-kill "$(cat "$CACHE/redis-check.pid")"
+stop "$LAST_PID"
 log "ok ($CACHE/env.sh)"

@@ -18,7 +18,7 @@ suite() { # suite NAME COMMAND...
 }
 suite "cargo build" cargo build --release $locked --bins --examples
 suite "cargo test" cargo test --release $locked
-for s in scripts/test-python.sh scripts/check-ops.sh scripts/check-k8s.sh scripts/check-stack.sh scripts/test-hash-property.sh scripts/fuzz.sh; do
+for s in scripts/test/python.sh scripts/check/ops.sh scripts/check/k8s.sh scripts/check/stack.sh scripts/test/hash-property.sh scripts/test/fuzz.sh; do
   [ -x "$s" ] && suite "$s" bash "$s"
 done
 [ ${#failures[@]} -eq 0 ] || echo "failed suites: ${failures[*]}"

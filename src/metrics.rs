@@ -208,6 +208,13 @@ impl Metrics {
             storages: LabelGuard::new(max_label_values),
             tracers: LabelGuard::new(max_label_values),
         };
+        m.register_all();
+        m
+    }
+
+    /// Registers every handle under its name and help text (`docs/metrics.md`).
+    fn register_all(&mut self) {
+        let m = self;
         let r = &mut m.registry;
         r.register("vcon_otel_events_ingested", "Records decoded successfully", m.events_ingested.clone());
         r.register("vcon_otel_events_rejected", "Records rejected and dead-lettered, by reason", m.events_rejected.clone());
@@ -246,7 +253,6 @@ impl Metrics {
         let build = Family::<VersionLabel, Gauge>::default();
         build.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION") }).set(1);
         r.register("vcon_otel_build_info", "Build information; always 1", build);
-        m
     }
 
     /// Records one tracer invocation (latency and outcome) under bounded labels.

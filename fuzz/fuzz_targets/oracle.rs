@@ -1,4 +1,4 @@
-//! The Python side of the `vcon_hash` target: one `scripts/vcon_hash_oracle.py` process, started at
+//! The Python side of the `vcon_hash` target: one `scripts/hash/vcon_hash_oracle.py` process, started at
 //! the first input, fed every input over a pipe (4-byte little-endian length, then the bytes); it
 //! answers one line per input: `ok <sha256 hex>` or `err utf8|json|object|depth`, after a first
 //! line `limit <deepest nesting it accepts> python <version>`.
@@ -23,7 +23,7 @@ fn start() -> Option<Oracle> {
         eprintln!("vcon_hash: VCON_OTEL_FUZZ_PYTHON is unset or \"none\": comparing with the in-memory model only, not with Python");
         return None;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/vcon_hash_oracle.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/hash/vcon_hash_oracle.py");
     let mut child = Command::new(&python).arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("cannot start {python} {script}: {e}"));
     let to = child.stdin.take().expect("stdin");
     let mut from = BufReader::new(child.stdout.take().expect("stdout"));

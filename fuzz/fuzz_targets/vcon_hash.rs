@@ -4,7 +4,7 @@
 //!    a tree, nesting ≤ 512): the same hash, canonical bytes, counts and length, or the same error at
 //!    the same byte.
 //! 2. Python itself, when `VCON_OTEL_FUZZ_PYTHON` names an interpreter (`none`: skip): every input goes to
-//!    `scripts/vcon_hash_oracle.py` (`json.loads`, `normalize_legacy_fields`, `json.dumps`, SHA-256,
+//!    `scripts/hash/vcon_hash_oracle.py` (`json.loads`, `normalize_legacy_fields`, `json.dumps`, SHA-256,
 //!    as vCon Server computes it) over a pipe, and the answers must agree: the same hash, or both
 //!    refusing for the same kind of reason (not UTF-8, not JSON, not an object, too deep). Nesting is
 //!    compared exactly when that Python's bound is ours (CPython 3.13); a Python whose bound is lower

@@ -1,4 +1,4 @@
-"""What the conserver pays per tracer call, side by side in one run (scripts/bench-python.sh).
+"""What the conserver pays per tracer call, side by side in one run (scripts/bench/python.sh).
 
 For vCons of 5 KB, 100 KB and 2 MB stored in RedisJSON, calls are made as a 3-link chain makes
 them (link_index -1, 0, 1, 2, repeated), and for each variant we report the wall time of one call

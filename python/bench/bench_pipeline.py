@@ -1,4 +1,4 @@
-"""Whole-pipeline benchmark: Redis stream -> bridge -> OTLP/gRPC receiver (scripts/bench-pipeline.sh).
+"""Whole-pipeline benchmark: Redis stream -> bridge -> OTLP/gRPC receiver (scripts/bench/pipeline.sh).
 
 For each vCon size (5 KB, 100 KB, 2 MB of stored JSON, `vcons.py`):
 

@@ -1,6 +1,6 @@
 """Evaluates every dashboard panel query against a running Prometheus.
 
-Used by scripts/check-dashboards-live.sh (the in-process demo) and scripts/check-stack.sh (the
+Used by scripts/check/dashboards-live.sh (the in-process demo) and scripts/check/stack.sh (the
 compose stack run natively). A query must return data unless its panel is in
 `expected_empty`, which maps a panel title (every query of the panel) or "title/refId" (one
 query) to the reason that setup cannot feed it.

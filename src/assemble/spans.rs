@@ -24,10 +24,7 @@ pub struct Hashed<'a> {
 pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed<'_>, m: &Metrics) -> FinishedSpan {
     let index = r.link_index.unwrap_or(0);
     let name = r.link_name().unwrap_or("unknown").to_string();
-    let (start, start_known) = match r.start_ns.or_else(|| run.and_then(|x| x.link_starts.get(&index).copied())) {
-        Some(s) => (s.min(r.ts_ns), true),
-        None => (r.ts_ns, false),
-    };
+    let start = step_start(r, || run.and_then(|x| x.link_starts.get(&index).copied()));
     let mut attrs = common_attrs(r, r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), chain);
     attrs.push(kv_str("vcon.link.name", name.clone()));
     attrs.push(kv_int("vcon.link.index", index));
@@ -48,64 +45,69 @@ pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed
         "ok"
     };
     attrs.push(kv_str("vcon.link.outcome", outcome));
-    if !start_known {
-        attrs.push(kv_bool("vcon_otel.start_unknown", true));
-    }
-    add_hash_attrs(&mut attrs, hash, r.hash_of_input);
-    let trace_id = ids::trace_id(&r.vcon_uuid, &r.run);
-    let mut s = new_span(
-        trace_id,
-        ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Link(index)),
-        Some(ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Root)),
-        format!("link {name}"),
-        span::SpanKind::Internal,
-        start,
-        r.ts_ns,
-    );
-    s.attributes = attrs;
+    let (trace_id, mut s) = step_span(r, SpanRole::Link(index), format!("link {name}"), span::SpanKind::Internal, start, attrs, hash);
     if r.event == EventKind::TracerCall {
         s.events.push(tracer_event(r));
     }
     apply_error(&mut s, r);
     add_traceparent_link(&mut s, r.traceparent.as_ref());
     let labels = LinkLabels { chain: m.chains.admit(chain.unwrap_or("unknown")), link: m.links.admit(&name), outcome };
-    m.link_duration.get_or_create(&labels).observe(secs(start, r.ts_ns), metrics::exemplar(&trace_id), None);
-    FinishedSpan { span: s, producer: r.producer.clone().or(run.and_then(|x| x.producer.clone())), acks: vec![], root_of: None }
+    m.link_duration.get_or_create(&labels).observe(secs(start.0, r.ts_ns), metrics::exemplar(&trace_id), None);
+    step_finished(s, r, run)
 }
 
 /// The span of a storage, from the record that completed it.
 pub fn storage(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed<'_>, m: &Metrics) -> FinishedSpan {
     let name = r.storage.clone().unwrap_or_default();
-    let (start, start_known) = match r.start_ns.or_else(|| run.and_then(|x| x.storage_starts.get(&name).copied())) {
-        Some(s) => (s.min(r.ts_ns), true),
-        None => (r.ts_ns, false),
-    };
+    let start = step_start(r, || run.and_then(|x| x.storage_starts.get(&name).copied()));
     let mut attrs = common_attrs(r, r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), chain);
     attrs.push(kv_str("vcon.storage.name", name.clone()));
     if let Some(module) = &r.module {
         attrs.push(kv_str("vcon.storage.module", module.clone()));
     }
+    let (trace_id, mut s) = step_span(r, SpanRole::Storage(&name), format!("storage {name}"), span::SpanKind::Client, start, attrs, hash);
+    apply_error(&mut s, r);
+    add_traceparent_link(&mut s, r.traceparent.as_ref());
+    let outcome = if r.event == EventKind::StorageError { "error" } else { "ok" };
+    let labels = StorageLabels { chain: m.chains.admit(chain.unwrap_or("unknown")), storage: m.storages.admit(&name), outcome };
+    m.storage_duration.get_or_create(&labels).observe(secs(start.0, r.ts_ns), metrics::exemplar(&trace_id), None);
+    step_finished(s, r, run)
+}
+
+/// When a step began: the record's own `start_ns`, else the start its run remembered (never after
+/// the record's time), with `true`; unknown: the record's time, with `false`.
+fn step_start(r: &Record, remembered: impl FnOnce() -> Option<u64>) -> (u64, bool) {
+    match r.start_ns.or_else(remembered) {
+        Some(s) => (s.min(r.ts_ns), true),
+        None => (r.ts_ns, false),
+    }
+}
+
+/// A link or storage span, a child of the run's root, from `start` to the record's time, with its
+/// attributes completed by the unknown-start marker and the step's hash; and its trace ID.
+fn step_span(
+    r: &Record,
+    role: SpanRole<'_>,
+    title: String,
+    kind: span::SpanKind,
+    (start, start_known): (u64, bool),
+    mut attrs: Vec<KeyValue>,
+    hash: Hashed<'_>,
+) -> ([u8; 16], Span) {
     if !start_known {
         attrs.push(kv_bool("vcon_otel.start_unknown", true));
     }
     add_hash_attrs(&mut attrs, hash, r.hash_of_input);
     let trace_id = ids::trace_id(&r.vcon_uuid, &r.run);
-    let mut s = new_span(
-        trace_id,
-        ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Storage(&name)),
-        Some(ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Root)),
-        format!("storage {name}"),
-        span::SpanKind::Client,
-        start,
-        r.ts_ns,
-    );
+    let root = ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Root);
+    let mut s = new_span(trace_id, ids::span_id(&r.vcon_uuid, &r.run, role), Some(root), title, kind, start, r.ts_ns);
     s.attributes = attrs;
-    apply_error(&mut s, r);
-    add_traceparent_link(&mut s, r.traceparent.as_ref());
-    let outcome = if r.event == EventKind::StorageError { "error" } else { "ok" };
-    let labels = StorageLabels { chain: m.chains.admit(chain.unwrap_or("unknown")), storage: m.storages.admit(&name), outcome };
-    m.storage_duration.get_or_create(&labels).observe(secs(start, r.ts_ns), metrics::exemplar(&trace_id), None);
-    FinishedSpan { span: s, producer: r.producer.clone().or(run.and_then(|x| x.producer.clone())), acks: vec![], root_of: None }
+    (trace_id, s)
+}
+
+/// A step's span as finished: its producer is the record's, else the one its run opened with.
+fn step_finished(span: Span, r: &Record, run: Option<&OpenRun>) -> FinishedSpan {
+    FinishedSpan { span, producer: r.producer.clone().or(run.and_then(|x| x.producer.clone())), acks: vec![], root_of: None }
 }
 
 /// The record that ended a run, with its chain name.

@@ -71,68 +71,16 @@ pub struct Export {
     pub max_backoff: Duration,
 }
 
+/// The exporter's settings, or `None` when no endpoint is configured anywhere (only the demo
+/// allows that). Problems are pushed in the order of the keys below.
 pub(super) fn resolve_export(raw: RawExport, env: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> Option<Export> {
     let var = |name: &str| env(&format!("OTEL_EXPORTER_OTLP_TRACES_{name}")).or_else(|| env(&format!("OTEL_EXPORTER_OTLP_{name}")));
-    let protocol_text = raw.protocol.or_else(|| var("PROTOCOL")).unwrap_or_else(|| "grpc".into());
-    let protocol = match protocol_text.as_str() {
-        "grpc" => Protocol::Grpc,
-        "http/protobuf" => Protocol::HttpProtobuf,
-        other => {
-            p.push(Problem {
-                path: "export.protocol".into(),
-                message: format!("{other:?} is not supported"),
-                hint: "use grpc or http/protobuf (http/json is not supported)".into(),
-            });
-            Protocol::Grpc
-        }
-    };
-    let signal_endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
-    let (endpoint, exact) = match (raw.endpoint, signal_endpoint) {
-        (Some(e), _) => (e, false),
-        (None, Some(e)) => (e, true),
-        (None, None) => (env("OTEL_EXPORTER_OTLP_ENDPOINT")?, false),
-    };
-    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        p.push(Problem {
-            path: "export.endpoint".into(),
-            message: format!("{endpoint:?} has no http:// or https:// scheme"),
-            hint: "write e.g. http://localhost:4317 (gRPC) or http://localhost:4318 (HTTP)".into(),
-        });
-    }
-    let endpoint = match protocol {
-        Protocol::HttpProtobuf if !exact && !endpoint.trim_end_matches('/').ends_with("/v1/traces") => {
-            format!("{}/v1/traces", endpoint.trim_end_matches('/'))
-        }
-        _ => endpoint,
-    };
-    let compression_text = raw.compression.or_else(|| var("COMPRESSION")).unwrap_or_else(|| "none".into());
-    let compression = match compression_text.as_str() {
-        "none" | "" => Compression::None,
-        "gzip" => Compression::Gzip,
-        "zstd" => Compression::Zstd,
-        other => {
-            p.push(Problem {
-                path: "export.compression".into(),
-                message: format!("{other:?} is not supported"),
-                hint: "use none, gzip or zstd".into(),
-            });
-            Compression::None
-        }
-    };
+    let protocol = resolve_protocol(raw.protocol.or_else(|| var("PROTOCOL")), p);
+    let endpoint = resolve_endpoint(raw.endpoint, protocol, env, p)?;
+    let compression = resolve_compression(raw.compression.or_else(|| var("COMPRESSION")), p);
     let headers = resolve_headers(raw.headers, &var, p);
     let timeout = resolve_timeout(raw.timeout_secs, &var, p);
-    let tls = RawTls {
-        ca_file: raw.tls.ca_file.or_else(|| var("CERTIFICATE").map(PathBuf::from)),
-        cert_file: raw.tls.cert_file.or_else(|| var("CLIENT_CERTIFICATE").map(PathBuf::from)),
-        key_file: raw.tls.key_file.or_else(|| var("CLIENT_KEY").map(PathBuf::from)),
-    };
-    if tls.cert_file.is_some() != tls.key_file.is_some() {
-        p.push(Problem {
-            path: "export.tls".into(),
-            message: "cert_file and key_file must be set together".into(),
-            hint: "set both for mutual TLS, or neither".into(),
-        });
-    }
+    let tls = resolve_tls(raw.tls, &var, p);
     let max_batch_spans = raw.max_batch_spans.unwrap_or(512);
     let max_inflight = raw.max_inflight.unwrap_or(20_000);
     if max_batch_spans == 0 || max_inflight == 0 {
@@ -157,6 +105,83 @@ pub(super) fn resolve_export(raw: RawExport, env: &dyn Fn(&str) -> Option<String
         initial_backoff: Duration::from_millis(raw.initial_backoff_ms.unwrap_or(100)),
         max_backoff: Duration::from_millis(raw.max_backoff_ms.unwrap_or(30_000)),
     })
+}
+
+fn resolve_protocol(text: Option<String>, p: &mut Vec<Problem>) -> Protocol {
+    match text.as_deref().unwrap_or("grpc") {
+        "grpc" => Protocol::Grpc,
+        "http/protobuf" => Protocol::HttpProtobuf,
+        other => {
+            p.push(Problem {
+                path: "export.protocol".into(),
+                message: format!("{other:?} is not supported"),
+                hint: "use grpc or http/protobuf (http/json is not supported)".into(),
+            });
+            Protocol::Grpc
+        }
+    }
+}
+
+/// `export.endpoint`, else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used exactly as given), else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`; `None` when none is set.
+fn resolve_endpoint(
+    endpoint: Option<String>,
+    protocol: Protocol,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Vec<Problem>,
+) -> Option<String> {
+    let (endpoint, exact) = match (endpoint, env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) {
+        (Some(e), _) => (e, false),
+        (None, Some(e)) => (e, true),
+        (None, None) => (env("OTEL_EXPORTER_OTLP_ENDPOINT")?, false),
+    };
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        p.push(Problem {
+            path: "export.endpoint".into(),
+            message: format!("{endpoint:?} has no http:// or https:// scheme"),
+            hint: "write e.g. http://localhost:4317 (gRPC) or http://localhost:4318 (HTTP)".into(),
+        });
+    }
+    Some(match protocol {
+        Protocol::HttpProtobuf if !exact && !endpoint.trim_end_matches('/').ends_with("/v1/traces") => {
+            format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+        }
+        _ => endpoint,
+    })
+}
+
+fn resolve_compression(text: Option<String>, p: &mut Vec<Problem>) -> Compression {
+    match text.as_deref().unwrap_or("none") {
+        "none" | "" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "zstd" => Compression::Zstd,
+        other => {
+            p.push(Problem {
+                path: "export.compression".into(),
+                message: format!("{other:?} is not supported"),
+                hint: "use none, gzip or zstd".into(),
+            });
+            Compression::None
+        }
+    }
+}
+
+/// `export.tls`, each file else its `OTEL_EXPORTER_OTLP_*` variable; the client certificate and
+/// key come together or not at all.
+fn resolve_tls(raw: RawTls, var: &dyn Fn(&str) -> Option<String>, p: &mut Vec<Problem>) -> RawTls {
+    let tls = RawTls {
+        ca_file: raw.ca_file.or_else(|| var("CERTIFICATE").map(PathBuf::from)),
+        cert_file: raw.cert_file.or_else(|| var("CLIENT_CERTIFICATE").map(PathBuf::from)),
+        key_file: raw.key_file.or_else(|| var("CLIENT_KEY").map(PathBuf::from)),
+    };
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        p.push(Problem {
+            path: "export.tls".into(),
+            message: "cert_file and key_file must be set together".into(),
+            hint: "set both for mutual TLS, or neither".into(),
+        });
+    }
+    tls
 }
 
 fn percent_decode(s: &str) -> String {

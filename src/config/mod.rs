@@ -215,54 +215,101 @@ pub fn parse(text: &str) -> Result<RawConfig, Problems> {
 }
 
 /// Validates and resolves defaults. `env` reads an environment variable (tests pass a map).
+/// Problems are collected in the order of the sections, so a user fixes them all in one go.
 pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
     let mut p = Vec::new();
     let redis = redis::resolve(raw.redis, env, &mut p);
-
-    let positive = |v: Option<u64>, d: u64| v.unwrap_or(d);
-    let mut nonzero = |path: &str, v: u64| {
-        if v == 0 {
-            p.push(Problem { path: path.into(), message: "must be greater than 0".into(), hint: "remove the key to use the default".into() });
-        }
-    };
-    let read_count = raw.stream.read_count.unwrap_or(512);
-    nonzero("stream.read_count", read_count as u64);
-    let idle = positive(raw.runs.idle_timeout_secs, 300);
-    nonzero("runs.idle_timeout_secs", idle);
-    let max_open = raw.runs.max_open.unwrap_or(100_000);
-    nonzero("runs.max_open", max_open as u64);
-    let claim_idle = positive(raw.stream.claim_idle_secs, 60);
-    nonzero("stream.claim_idle_secs", claim_idle);
-    let max_label_values = raw.metrics.max_label_values.unwrap_or(200);
-    nonzero("metrics.max_label_values", max_label_values as u64);
-
-    let consumer = raw.stream.consumer.unwrap_or_else(|| {
-        env("HOSTNAME").unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
-    });
-    let stream = Stream {
-        key: raw.stream.key.unwrap_or_else(|| "vcon_otel:events".into()),
-        group: raw.stream.group.unwrap_or_else(|| "vcon-otel".into()),
-        consumer,
-        dead_letter_key: raw.stream.dead_letter_key.unwrap_or_else(|| "vcon_otel:events:dead".into()),
-        read_count,
-        block: Duration::from_millis(raw.stream.block_ms.unwrap_or(1000)),
-        claim_idle: Duration::from_secs(claim_idle),
-    };
-
+    let n = Limits::resolve(&raw.stream, &raw.runs, &raw.metrics, &mut p);
+    let stream = resolve_stream(raw.stream, &n, env);
     let export = export::resolve_export(raw.export, env, &mut p);
     let self_telemetry = self_telemetry::resolve(raw.self_telemetry, &stream.consumer, env, &mut p);
-
     let admin_text = raw.admin.addr.unwrap_or_else(|| "127.0.0.1:9464".into());
     let admin_addr = parse_addr("admin.addr", &admin_text, &mut p);
-
     let http_ingest = http_ingest::resolve(raw.http_ingest, env, &mut p);
-
     let (hosted, audit) = tracers::validate(&raw.tracers, &raw.chains, &mut p);
-    let (audit_log_name, audit_log) = match audit {
-        Some((n, s)) => (Some(n), Some(s)),
-        None => (None, None),
-    };
-    if let Some(e) = &export {
+    let (audit_log_name, audit_log) = audit.unzip();
+    check_inflight(export.as_ref(), n.read_count, &mut p);
+    if !p.is_empty() {
+        return Err(Problems(p));
+    }
+    Ok(Config {
+        service_name: raw.service_name.unwrap_or_else(|| "conserver".into()),
+        redis,
+        stream,
+        idle_timeout: Duration::from_secs(n.idle_timeout_secs),
+        max_open_runs: n.max_open,
+        done_marker_ttl: Duration::from_secs(raw.runs.done_marker_ttl_secs.unwrap_or(86_400)),
+        export,
+        admin_addr: admin_addr.expect("checked"),
+        http_ingest,
+        max_label_values: n.max_label_values,
+        conserver_config: raw.conserver.config_file,
+        shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
+        audit_log,
+        audit_log_name,
+        hosted,
+        sha512_token: raw.compliance.sha512_token,
+        snapshot_index: raw.compliance.snapshot_index.unwrap_or_else(|| "vcon_otel:snaps".into()),
+        step_record_ttl: Duration::from_secs(raw.compliance.step_record_ttl_secs.unwrap_or(900).max(1)),
+        self_telemetry,
+    })
+}
+
+/// The counts and durations that must be greater than 0, with their defaults.
+struct Limits {
+    read_count: usize,
+    idle_timeout_secs: u64,
+    max_open: usize,
+    claim_idle_secs: u64,
+    max_label_values: usize,
+}
+
+impl Limits {
+    fn resolve(stream: &RawStream, runs: &RawRuns, metrics: &RawMetrics, p: &mut Vec<Problem>) -> Limits {
+        let mut nonzero = |path: &str, v: u64| {
+            if v == 0 {
+                p.push(Problem {
+                    path: path.into(),
+                    message: "must be greater than 0".into(),
+                    hint: "remove the key to use the default".into(),
+                });
+            }
+        };
+        let n = Limits {
+            read_count: stream.read_count.unwrap_or(512),
+            idle_timeout_secs: runs.idle_timeout_secs.unwrap_or(300),
+            max_open: runs.max_open.unwrap_or(100_000),
+            claim_idle_secs: stream.claim_idle_secs.unwrap_or(60),
+            max_label_values: metrics.max_label_values.unwrap_or(200),
+        };
+        nonzero("stream.read_count", n.read_count as u64);
+        nonzero("runs.idle_timeout_secs", n.idle_timeout_secs);
+        nonzero("runs.max_open", n.max_open as u64);
+        nonzero("stream.claim_idle_secs", n.claim_idle_secs);
+        nonzero("metrics.max_label_values", n.max_label_values as u64);
+        n
+    }
+}
+
+/// The `stream:` section with its defaults; the consumer name defaults to the host name.
+fn resolve_stream(raw: RawStream, n: &Limits, env: &dyn Fn(&str) -> Option<String>) -> Stream {
+    let consumer = raw.consumer.unwrap_or_else(|| {
+        env("HOSTNAME").unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
+    });
+    Stream {
+        key: raw.key.unwrap_or_else(|| "vcon_otel:events".into()),
+        group: raw.group.unwrap_or_else(|| "vcon-otel".into()),
+        consumer,
+        dead_letter_key: raw.dead_letter_key.unwrap_or_else(|| "vcon_otel:events:dead".into()),
+        read_count: n.read_count,
+        block: Duration::from_millis(raw.block_ms.unwrap_or(1000)),
+        claim_idle: Duration::from_secs(n.claim_idle_secs),
+    }
+}
+
+/// `export.max_inflight` must hold at least one read's worth of entries.
+fn check_inflight(export: Option<&Export>, read_count: usize, p: &mut Vec<Problem>) {
+    if let Some(e) = export {
         if e.max_inflight < read_count {
             p.push(Problem {
                 path: "export.max_inflight".into(),
@@ -270,32 +317,6 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
                 hint: "raise export.max_inflight or lower stream.read_count".into(),
             });
         }
-    }
-
-    if p.is_empty() {
-        Ok(Config {
-            service_name: raw.service_name.unwrap_or_else(|| "conserver".into()),
-            redis,
-            stream,
-            idle_timeout: Duration::from_secs(idle),
-            max_open_runs: max_open,
-            done_marker_ttl: Duration::from_secs(raw.runs.done_marker_ttl_secs.unwrap_or(86_400)),
-            export,
-            admin_addr: admin_addr.expect("checked"),
-            http_ingest,
-            max_label_values,
-            conserver_config: raw.conserver.config_file,
-            shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
-            audit_log,
-            audit_log_name,
-            hosted,
-            sha512_token: raw.compliance.sha512_token,
-            snapshot_index: raw.compliance.snapshot_index.unwrap_or_else(|| "vcon_otel:snaps".into()),
-            step_record_ttl: Duration::from_secs(raw.compliance.step_record_ttl_secs.unwrap_or(900).max(1)),
-            self_telemetry,
-        })
-    } else {
-        Err(Problems(p))
     }
 }
 

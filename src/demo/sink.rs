@@ -123,26 +123,5 @@ impl RedisSink {
     }
 }
 
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let cred = &url[s + 3..at];
-            match cred.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &cred[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redact_hides_the_password_only() {
-        assert_eq!(super::redact("redis://user:secret@h:6379/0"), "redis://user:***@h:6379/0");
-        assert_eq!(super::redact("redis://:secret@h:6379"), "redis://:***@h:6379");
-        assert_eq!(super::redact("redis://h:6379"), "redis://h:6379");
-    }
-}
+/// The URL without its password, for messages (the bridge's own rule).
+pub use crate::stream::connect::redact;

@@ -6,10 +6,12 @@
 //! message. The checks both paths apply are the functions here (`valid_run`, `valid_uuid`,
 //! `valid_sha256`, `check_event_fields`, `parse_traceparent`).
 
+mod fields;
 mod typed;
 
 use super::*;
-use serde_json::{Map, Value};
+use fields::{type_name, Fields};
+use serde_json::Value;
 
 fn reject(reason: Reason, detail: impl Into<String>) -> Rejection {
     Rejection { reason, detail: detail.into() }
@@ -43,7 +45,9 @@ fn general(bytes: &[u8]) -> Result<Record, Rejection> {
     decode_value(value)
 }
 
-/// Decodes one record already parsed as JSON.
+/// Decodes one record already parsed as JSON. The fields are checked in one fixed order (the
+/// header, the flat fields, the nested objects, then the per-event rules), so a record with
+/// several problems is always rejected for the same one.
 fn decode_value(value: Value) -> Result<Record, Rejection> {
     let Value::Object(mut m) = value else {
         return Err(reject(
@@ -58,25 +62,17 @@ fn decode_value(value: Value) -> Result<Record, Rejection> {
         ));
     }
     let mut f = Fields { m: &mut m, path: "" };
-    match f.req("v")? {
-        Value::Number(n) if n.as_u64() == Some(1) => {}
-        other => {
-            return Err(reject(
-                Reason::UnsupportedVersion,
-                format!("field \"v\": this bridge reads schema version 1, got {other}"),
-            ))
-        }
-    }
-    let event_name = f.req_str("event")?;
-    let event = EventKind::parse(&event_name).ok_or_else(|| {
-        reject(
-            Reason::UnknownEvent,
-            format!(
-                "field \"event\": {event_name:?} is not one of {}",
-                EventKind::ALL.map(|k| k.as_str()).join(", ")
-            ),
-        )
-    })?;
+    let mut r = flat_fields(&mut f)?;
+    nested_fields(&mut f, &mut r)?;
+    check_event_fields(&r)?;
+    Ok(r)
+}
+
+/// `v`, `event`, `run`, `vcon_uuid`, `ts_ns` and the optional scalar fields; the fields that need
+/// more than a type check are left for [`nested_fields`].
+fn flat_fields(f: &mut Fields<'_>) -> Result<Record, Rejection> {
+    version(f)?;
+    let event = event_kind(f)?;
     let run = f.req_str("run")?;
     if !valid_run(&run) {
         return Err(reject(
@@ -87,7 +83,7 @@ fn decode_value(value: Value) -> Result<Record, Rejection> {
     let vcon_uuid = f.req_str("vcon_uuid")?;
     nonempty("vcon_uuid", &vcon_uuid)?;
     let ts_ns = f.req_u64("ts_ns")?;
-    let mut r = Record {
+    Ok(Record {
         event,
         run,
         vcon_uuid,
@@ -115,7 +111,35 @@ fn decode_value(value: Value) -> Result<Record, Rejection> {
         prev_run: None,
         compliance: None,
         hash_of_input: false,
-    };
+    })
+}
+
+/// `"v": 1`, the only schema version this bridge reads.
+fn version(f: &mut Fields<'_>) -> Result<(), Rejection> {
+    match f.req("v")? {
+        Value::Number(n) if n.as_u64() == Some(1) => Ok(()),
+        other => Err(reject(
+            Reason::UnsupportedVersion,
+            format!("field \"v\": this bridge reads schema version 1, got {other}"),
+        )),
+    }
+}
+
+fn event_kind(f: &mut Fields<'_>) -> Result<EventKind, Rejection> {
+    let event_name = f.req_str("event")?;
+    EventKind::parse(&event_name).ok_or_else(|| {
+        reject(
+            Reason::UnknownEvent,
+            format!(
+                "field \"event\": {event_name:?} is not one of {}",
+                EventKind::ALL.map(|k| k.as_str()).join(", ")
+            ),
+        )
+    })
+}
+
+/// `outcome`, `traceparent` and the objects `error`, `producer`, `prev_run`, `compliance`.
+fn nested_fields(f: &mut Fields<'_>, r: &mut Record) -> Result<(), Rejection> {
     if let Some(o) = f.opt_str("outcome")? {
         r.outcome = Some(match o.as_str() {
             "complete" => ChainOutcome::Complete,
@@ -163,8 +187,7 @@ fn decode_value(value: Value) -> Result<Record, Rejection> {
         r.compliance = Some(c);
         r.hash_of_input = input;
     }
-    check_event_fields(&r)?;
-    Ok(r)
+    Ok(())
 }
 
 /// The `compliance` object: exactly one of `sha256`, `snapshot`, `same_as`, `skipped`, and an
@@ -299,136 +322,6 @@ pub fn parse_traceparent(s: &str) -> Option<TraceParent> {
         return None;
     }
     Some(TraceParent { trace_id, span_id, flags: flags[0] })
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Typed extraction from a JSON object, with the key path in every message.
-struct Fields<'a> {
-    m: &'a mut Map<String, Value>,
-    path: &'static str,
-}
-
-impl Fields<'_> {
-    fn bad_type(&self, key: &str, expected: &str, got: &Value) -> Rejection {
-        let shown = match got {
-            Value::String(s) => format!("{s:?}"),
-            other => {
-                let mut t = other.to_string();
-                truncate_utf8(&mut t, 80);
-                t
-            }
-        };
-        reject(Reason::BadType, format!("field \"{}{key}\": expected {expected}, got {shown}", self.path))
-    }
-
-    fn req(&mut self, key: &str) -> Result<Value, Rejection> {
-        match self.m.remove(key) {
-            None | Some(Value::Null) => {
-                Err(reject(Reason::MissingField, format!("field \"{}{key}\" is required", self.path)))
-            }
-            Some(v) => Ok(v),
-        }
-    }
-
-    fn opt(&mut self, key: &str) -> Option<Value> {
-        match self.m.remove(key) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v),
-        }
-    }
-
-    fn string(&self, key: &str, v: Value) -> Result<String, Rejection> {
-        match v {
-            Value::String(s) => Ok(s),
-            other => Err(self.bad_type(key, "a string", &other)),
-        }
-    }
-
-    fn req_str(&mut self, key: &str) -> Result<String, Rejection> {
-        let v = self.req(key)?;
-        self.string(key, v)
-    }
-
-    fn opt_str(&mut self, key: &str) -> Result<Option<String>, Rejection> {
-        self.opt(key).map(|v| self.string(key, v)).transpose()
-    }
-
-    fn u64(&self, key: &str, v: Value) -> Result<u64, Rejection> {
-        match &v {
-            Value::Number(n) => n.as_u64().ok_or_else(|| self.bad_type(key, "an integer >= 0", &v)),
-            _ => Err(self.bad_type(key, "an integer >= 0", &v)),
-        }
-    }
-
-    fn req_u64(&mut self, key: &str) -> Result<u64, Rejection> {
-        let v = self.req(key)?;
-        self.u64(key, v)
-    }
-
-    fn opt_u64(&mut self, key: &str) -> Result<Option<u64>, Rejection> {
-        self.opt(key).map(|v| self.u64(key, v)).transpose()
-    }
-
-    fn opt_i64(&mut self, key: &str) -> Result<Option<i64>, Rejection> {
-        match self.opt(key) {
-            None => Ok(None),
-            Some(v) => match &v {
-                Value::Number(n) if n.as_i64().is_some() => Ok(n.as_i64()),
-                _ => Err(self.bad_type(key, "an integer >= -1", &v)),
-            },
-        }
-    }
-
-    fn opt_bool(&mut self, key: &str) -> Result<Option<bool>, Rejection> {
-        match self.opt(key) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(other) => Err(self.bad_type(key, "true or false", &other)),
-        }
-    }
-
-    fn opt_str_list(&mut self, key: &str) -> Result<Option<Vec<String>>, Rejection> {
-        match self.opt(key) {
-            None => Ok(None),
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .map(|i| match i {
-                    Value::String(s) => Ok(s),
-                    other => Err(self.bad_type(key, "an array of strings", &other)),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(other) => Err(self.bad_type(key, "an array of strings", &other)),
-        }
-    }
-
-    fn opt_object(&mut self, key: &str) -> Result<Option<Map<String, Value>>, Rejection> {
-        match self.opt(key) {
-            None => Ok(None),
-            Some(Value::Object(m)) => Ok(Some(m)),
-            Some(other) => Err(self.bad_type(key, "an object", &other)),
-        }
-    }
-
-    fn deny_rest(&self) -> Result<(), Rejection> {
-        match self.m.keys().next() {
-            None => Ok(()),
-            Some(k) => Err(reject(
-                Reason::UnknownField,
-                format!("field \"{}{k}\" is not part of schema v1 (see docs/events.md)", self.path),
-            )),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! `Vcon.hash` against vectors whose expected values were computed by Python itself
-//! (scripts/make_hash_vectors.py), and the `hash` command.
+//! (scripts/hash/make_hash_vectors.py), and the `hash` command.
 
 use crate::support::bridge::binary;
 use std::path::Path;

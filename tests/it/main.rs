@@ -3,6 +3,7 @@
 
 mod support;
 
+mod architecture;
 mod audit;
 mod bridge;
 mod compliance;

@@ -10,7 +10,7 @@
 # skips the extra versions. Before that, mypy --strict checks the package's type hints.
 # Exits non-zero on any failure; "no tests collected" is a failure.
 set -uo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}
 if [ -z "${VCON_OTEL_PYTHON:-}" ] && [ -f "$CACHE/env.sh" ]; then
   # shellcheck disable=SC1091

@@ -6,10 +6,10 @@
 # measured and how); that driver starts Redis (with RedisJSON) and the receiver on free loopback
 # ports and stops every process it started by PID.
 #
-# Usage: scripts/bench-pipeline.sh [bench_pipeline.py options]
-#   e.g. scripts/bench-pipeline.sh --sizes 5k=60000,100k=12000,2m=400 --runs 3 --rate 10000 (the defaults)
+# Usage: scripts/bench/pipeline.sh [bench_pipeline.py options]
+#   e.g. scripts/bench/pipeline.sh --sizes 5k=60000,100k=12000,2m=400 --runs 3 --rate 10000 (the defaults)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 tgt="${CARGO_TARGET_DIR:-target}"
 CACHE=${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}
 . "$CACHE/env.sh"

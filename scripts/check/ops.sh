@@ -3,13 +3,14 @@
 # dashboards against Grafana's own schema types, every panel query's PromQL, docker-compose.yml
 # against the compose specification (plus depends_on targets and mounted paths), the compose bridge
 # config, and (when the binary is built) every panel query against a real Prometheus scraping the
-# demo (scripts/check-dashboards-live.sh). Closing line: `check-ops: N passed, M failed`.
+# demo (scripts/check/dashboards-live.sh). Closing line: `check-ops: N passed, M failed`.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 : "${VCON_OTEL_PROMTOOL:?run scripts/test.sh (it installs promtool)}" "${VCON_OTEL_NODE_MODULES:?run scripts/test.sh}" "${VCON_OTEL_CHECK_JSONSCHEMA:?run scripts/test.sh}"
 passed=0; failed=0
-check() { local name=$1; shift; if "$@" >/tmp/check-ops.$$ 2>&1; then passed=$((passed+1)); echo "ok   $name"; else failed=$((failed+1)); echo "FAIL $name"; sed 's/^/     /' /tmp/check-ops.$$ | tail -30; fi; }
-work=$(mktemp -d); trap 'rm -rf "$work" /tmp/check-ops.$$' EXIT
+. scripts/lib.sh
+work_dir work
+check() { local name=$1; shift; if "$@" >"$work/out" 2>&1; then passed=$((passed+1)); echo "ok   $name"; else failed=$((failed+1)); echo "FAIL $name"; sed 's/^/     /' "$work/out" | tail -30; fi; }
 
 check "promtool check config" "$VCON_OTEL_PROMTOOL" check config config/prometheus.yml
 check "promtool check rules" "$VCON_OTEL_PROMTOOL" check rules config/alerts.yml
@@ -95,6 +96,6 @@ cargo build --release --quiet --bin vcon-otel
 bin="${CARGO_TARGET_DIR:-target}/release/vcon-otel"
 check "config/compose/vcon-otel.yml passes vcon-otel check-config" "$bin" check-config config/compose/vcon-otel.yml
 check "config/vcon-otel.yml passes vcon-otel check-config" env OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317 "$bin" check-config config/vcon-otel.yml
-check "every panel query returns data from a real Prometheus scraping the demo" bash scripts/check-dashboards-live.sh
+check "every panel query returns data from a real Prometheus scraping the demo" bash scripts/check/dashboards-live.sh
 echo "check-ops: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

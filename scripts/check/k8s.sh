@@ -7,13 +7,14 @@
 # (scripts/ops/validate_k8s.py). Self-checks prove the validation rejects what it must.
 # Closing line: `check-k8s: N passed, M failed`.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 : "${VCON_OTEL_PYTHON:?run scripts/test.sh (it installs the venv)}"
 KUBECTL=${VCON_OTEL_KUBECTL:-$(command -v kubectl)}
 py=$VCON_OTEL_PYTHON
 k8s=deploy/kubernetes
 passed=0; failed=0
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+. scripts/lib.sh
+work_dir work
 check() { local name=$1; shift; if "$@" >"$work/out" 2>&1; then passed=$((passed+1)); echo "ok   $name"; else failed=$((failed+1)); echo "FAIL $name"; sed 's/^/     /' "$work/out" | tail -30; fi; }
 # rejects FILE PATTERN: validation fails, naming the expected problem.
 rejects() { ! "$py" scripts/ops/validate_k8s.py "$1" > "$work/neg" || { cat "$work/neg"; return 1; }; grep -q -- "$2" "$work/neg" || { cat "$work/neg"; return 1; }; }

@@ -2,7 +2,7 @@
 
 Generates N random vCon-like documents as stored JSON text (compact like RedisJSON, or spaced,
 with random float spellings, astral and lone-surrogate escapes, big integers, NaN/Infinity,
-duplicate keys and legacy field names), hashes each with Python (scripts/vcon_hash_ref.py) and with
+duplicate keys and legacy field names), hashes each with Python (scripts/hash/vcon_hash_ref.py) and with
 `vcon-otel hash`, and compares. Usage: hash_property.py BINARY [N] [SEED]
 """
 import json

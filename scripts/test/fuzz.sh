@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # libFuzzer targets in fuzz/ (cargo-fuzz, stable toolchain; docs/benchmarks.md, "Fuzzing"):
 #   record_decode  vcon_otel::event::decode
-#   vcon_hash      Vcon.hash against the in-memory model and against Python (scripts/vcon_hash_oracle.py)
+#   vcon_hash      Vcon.hash against the in-memory model and against Python (scripts/hash/vcon_hash_oracle.py)
 #   http_body      the HTTP ingest body parser (when the source has ingest::http::parse_body)
 #
-#   scripts/fuzz.sh                     the short run of the test command: each target for
+#   scripts/test/fuzz.sh                     the short run of the test command: each target for
 #                                       FUZZ_SECONDS (default 60) from its corpus
-#   scripts/fuzz.sh run TARGET [ARGS]   one target with libFuzzer ARGS (e.g. -runs=10000000)
-#   scripts/fuzz.sh merge TARGET DIR... minimize DIR... into the kept corpus fuzz/corpus/TARGET
+#   scripts/test/fuzz.sh run TARGET [ARGS]   one target with libFuzzer ARGS (e.g. -runs=10000000)
+#   scripts/test/fuzz.sh merge TARGET DIR... minimize DIR... into the kept corpus fuzz/corpus/TARGET
 #
 # The kept corpus is read, never written by a run: new inputs go to a temporary directory (or
 # FUZZ_WORK). A crash leaves its input in fuzz/artifacts/TARGET/ and fails the run; the last lines
@@ -15,7 +15,7 @@
 # VCON_OTEL_FUZZ_PYTHON (default: the test venv's; "none" compares with the in-memory model only). Targets are built without a sanitizer (-s none):
 # the code under test is safe Rust, and the build needs no nightly-only flag then.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 CACHE=${VCON_OTEL_CACHE:-$HOME/.cache/vcon-otel}
 # shellcheck disable=SC1091
 [ -f "$CACHE/env.sh" ] && . "$CACHE/env.sh"

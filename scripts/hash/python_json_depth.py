@@ -1,6 +1,6 @@
 """Prints the deepest nesting that this interpreter's json.loads and json.dumps accept (arrays and
 objects), from several call contexts: a script's top level, 100 Python frames deep, a thread, and an
-asyncio task. Python raises RecursionError past the limit. Usage: python3 scripts/python_json_depth.py (docs/compliance.md, "Nesting")"""
+asyncio task. Python raises RecursionError past the limit. Usage: python3 scripts/hash/python_json_depth.py (docs/compliance.md, "Nesting")"""
 import asyncio
 import json
 import sys

@@ -15,25 +15,22 @@
 # cannot feed it); the tracer failure alert fires for the failing webhook. Grafana and Tempo are
 # not run (they do not install here). Closing line: `check-stack: N passed, M failed`.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 for v in VCON_OTEL_REDIS_SERVER VCON_OTEL_REJSON VCON_OTEL_PROMETHEUS VCON_OTEL_ROTEL VCON_OTEL_PYTHON; do
   [ -n "${!v:-}" ] || { echo "check-stack: $v is not set (run scripts/test.sh, it installs the test dependencies)"; exit 1; }
 done
 cargo build --release --quiet --bin vcon-otel || exit 1
 bin="${CARGO_TARGET_DIR:-target}/release/vcon-otel"
 py=$VCON_OTEL_PYTHON
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-work=$(mktemp -d)
+. scripts/lib.sh
+work_dir work
 rport=$(free_port); gport=$(free_port); hport=$(free_port); aport=$(free_port); pport=$(free_port); closed=$(free_port)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
 passed=0; failed=0
 result() { if [ "$1" = 0 ]; then passed=$((passed+1)); echo "ok   $2"; else failed=$((failed+1)); echo "FAIL $2"; fi; }
 dump() { for f in "$@"; do echo "----- $f"; tail -20 "$work/$f"; done; }
 
-"$VCON_OTEL_REDIS_SERVER" --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --loadmodule "$VCON_OTEL_REJSON" > "$work/redis.log" 2>&1 & pids+=($!)
-"$VCON_OTEL_ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$gport" --otlp-http-endpoint "127.0.0.1:$hport" --exporter blackhole --debug-log traces --debug-log-verbosity detailed > "$work/receiver.log" 2>&1 & pids+=($!)
+start "$work/redis.log" "$VCON_OTEL_REDIS_SERVER" --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --loadmodule "$VCON_OTEL_REJSON"
+start "$work/receiver.log" "$VCON_OTEL_ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$gport" --otlp-http-endpoint "127.0.0.1:$hport" --exporter blackhole --debug-log traces --debug-log-verbosity detailed
 
 # The compose files, rewritten for loopback.
 "$py" - "$work" "$rport" "$gport" "$aport" "$closed" <<'PY'
@@ -70,13 +67,13 @@ yaml.safe_dump(a, open(work + "/alerts.yml", "w"), width=1000)
 PY
 [ $? = 0 ] || exit 1
 
-for _ in $(seq 50); do redis-cli -p "$rport" PING >/dev/null 2>&1 && break; sleep 0.1; done
-RUST_LOG=info "$bin" run --config "$work/vcon-otel.yml" > "$work/bridge.log" 2>&1 & pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$aport/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-"$VCON_OTEL_PROMETHEUS" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" --web.listen-address="127.0.0.1:$pport" --enable-feature=exemplar-storage > "$work/prometheus.log" 2>&1 & pids+=($!)
+wait_port "$rport" 5
+start "$work/bridge.log" env RUST_LOG=info "$bin" run --config "$work/vcon-otel.yml"
+wait_http "http://127.0.0.1:$aport/readyz" 20
+start "$work/prometheus.log" "$VCON_OTEL_PROMETHEUS" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" --web.listen-address="127.0.0.1:$pport" --enable-feature=exemplar-storage
 
 t0=$(date +%s)
-"$bin" demo --redis-url "redis://127.0.0.1:$rport" --workers 4 --pace-ms 20 > "$work/demo.log" 2>&1 & pids+=($!)
+start "$work/demo.log" "$bin" demo --redis-url "redis://127.0.0.1:$rport" --workers 4 --pace-ms 20
 
 # 1. Traces at the receiver, with compliance hashes, within 60 s.
 traces_ok=1
@@ -91,7 +88,7 @@ result $traces_ok "traces with compliance hashes reach the OTLP receiver within 
 [ $traces_ok = 0 ] || dump demo.log bridge.log receiver.log
 
 # 2. Every dashboard panel query returns data.
-for _ in $(seq 120); do curl -sf "http://127.0.0.1:$pport/api/v1/targets" 2>/dev/null | grep -q '"health":"up"' && break; sleep 0.5; done
+wait_scraped "$pport" 60
 sleep 25  # enough 1 s scrapes for the 15 s rate windows
 "$py" - "$pport" <<'PY'
 import sys

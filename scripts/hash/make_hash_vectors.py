@@ -1,7 +1,7 @@
 """Writes the compliance-hash test vectors: tests/vectors/NAME.json (stored text, as RedisJSON or a
 file would hold it) and tests/vectors/expected.txt (`<sha256>  NAME.json`), where each expected
 value comes from running Python's own `json.loads` / `json.dumps` and hashlib
-(scripts/vcon_hash_ref.py). Run it again to regenerate: python3 scripts/make_hash_vectors.py
+(scripts/hash/vcon_hash_ref.py). Run it again to regenerate: python3 scripts/hash/make_hash_vectors.py
 """
 import os
 import sys
@@ -12,7 +12,7 @@ from vcon_hash_ref import vcon_hash  # noqa: E402
 if sys.version_info < (3, 12):
     sys.setrecursionlimit(20000)  # 3.11 spends its Python recursion limit on json's nesting
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "vectors")
+OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "vectors")
 
 BASE = '"uuid":"018f5e2a-0000-8000-8000-000000000001","vcon":"0.4.0","created_at":"2026-11-22T10:00:00.000+00:00"'
 CASES = {

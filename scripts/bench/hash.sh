@@ -15,7 +15,7 @@
 # dir ${BENCH_HASH_BASELINE_TARGET:-target/bench-baseline}, kept for the next run) and adds it side
 # by side as "rust@REV". VCON_OTEL_PYTHON picks the Python (default python3).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 tgt="${CARGO_TARGET_DIR:-target}"
 PY=${VCON_OTEL_PYTHON:-python3}
 cargo build --release --quiet --example hash_bench --bin vcon-otel
@@ -74,7 +74,7 @@ for name in 100k 5m; do
   [ -n "$base" ] && rust_runs "$base" "$work/base.mbs"
   for _ in 1 2 3 4 5; do "$PY" - "$f" "$n" <<'PYH'
 import sys, time, json, hashlib, os
-sys.path.insert(0, "scripts")
+sys.path.insert(0, "scripts/hash")
 from vcon_hash_ref import normalize_legacy_fields
 text = open(sys.argv[1]).read(); n = int(sys.argv[2])
 t = time.perf_counter()
@@ -99,7 +99,7 @@ echo
 echo "## 2. Whole process: peak RSS and throughput (/usr/bin/time -v, median of 3)"
 cat > "$work/py_hash.py" <<'PYP'
 import sys, json, hashlib
-sys.path.insert(0, "scripts")
+sys.path.insert(0, "scripts/hash")
 from vcon_hash_ref import normalize_legacy_fields
 d = json.loads(open(sys.argv[1], encoding="utf-8").read()); normalize_legacy_fields(d)
 print(hashlib.sha256(json.dumps(d).encode()).hexdigest())

@@ -5,28 +5,23 @@
 # cannot produce their series. The chain latency panel's exemplars must carry trace IDs of traces
 # the bridge exported (printed by the demo's terminal view).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 tgt="${CARGO_TARGET_DIR:-target}"
 : "${VCON_OTEL_PROMETHEUS:?run scripts/test.sh (it installs prometheus)}"
 cargo build --release --quiet --bin vcon-otel --example otlp_sink
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-work=$(mktemp -d); dport=$(free_port); pport=$(free_port); sport=$(free_port)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-"$tgt"/release/examples/otlp_sink "127.0.0.1:$sport" > "$work/sink.log" 2>&1 & pids+=($!)
-OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sport" "$tgt"/release/vcon-otel demo --admin-addr "127.0.0.1:$dport" --workers 4 --pace-ms 20 --idle-timeout-secs 2 > "$work/demo.out" 2> "$work/demo.err" & pids+=($!)
+. scripts/lib.sh
+work_dir work; dport=$(free_port); pport=$(free_port); sport=$(free_port)
+start "$work/sink.log" "$tgt"/release/examples/otlp_sink "127.0.0.1:$sport"
+# The demo's terminal view (stdout: the exported trace IDs) is read below; its log goes apart.
+start_split "$work/demo.out" "$work/demo.err" env OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sport" "$tgt"/release/vcon-otel demo --admin-addr "127.0.0.1:$dport" --workers 4 --pace-ms 20 --idle-timeout-secs 2
 cat > "$work/prometheus.yml" <<YML
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
   - job_name: vcon-otel
     static_configs: [{targets: ["127.0.0.1:$dport"]}]
 YML
-"$VCON_OTEL_PROMETHEUS" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" --web.listen-address="127.0.0.1:$pport" --enable-feature=exemplar-storage > "$work/prom.log" 2>&1 & pids+=($!)
-for _ in $(seq 120); do
-  curl -sf "http://127.0.0.1:$pport/api/v1/targets" 2>/dev/null | grep -q '"health":"up"' && break
-  sleep 0.5
-done
+start "$work/prom.log" "$VCON_OTEL_PROMETHEUS" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" --web.listen-address="127.0.0.1:$pport" --enable-feature=exemplar-storage
+wait_scraped "$pport" 60
 sleep 25  # enough scrapes for 15 s rate windows
 "${VCON_OTEL_PYTHON:-python3}" - "$pport" "$work/demo.out" <<'PY'
 import sys, time
