@@ -66,6 +66,10 @@ fn python_tracer_and_hooks_give_the_documented_trees_with_compliance_hashes() {
     assert_eq!(root.attr("vcon.run.outcome").as_deref(), Some("halted"));
     assert_eq!(root.attr("vcon.ingress_list").as_deref(), Some("halt_in"));
     assert_eq!(t.iter().find(|s| s.span.name == "link tag").unwrap().attr("vcon.link.module").as_deref(), Some("links.tag"));
+    // With hooks the producer holds the halting link's record back to the chain's end, so the link
+    // span says it halted the chain (not only the root).
+    assert_eq!(t.iter().find(|s| s.span.name == "link halt").unwrap().attr("vcon.link.outcome").as_deref(), Some("halted"));
+    assert_eq!(t.iter().find(|s| s.span.name == "link tag").unwrap().attr("vcon.link.outcome").as_deref(), Some("ok"));
 
     let t = trace_of(&rx, &failed);
     let boom = t.iter().find(|s| s.span.name == "link boom").unwrap();
