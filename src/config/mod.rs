@@ -103,7 +103,12 @@ pub struct RawAdmin {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
+    /// Distinct values per producer label (`chain`, `link`, `storage`, `tracer`); default 200.
     pub max_label_values: Option<usize>,
+    /// Bytes per producer label value, at least 16; longer values are cut (default 64).
+    pub max_label_len: Option<usize>,
+    /// Label combinations per metric family with producer labels (default 200).
+    pub max_series_per_family: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,7 +150,8 @@ pub struct Config {
     pub export: Option<Export>,
     pub admin_addr: SocketAddr,
     pub http_ingest: Option<HttpIngest>,
-    pub max_label_values: usize,
+    /// Bounds of the producer-supplied metric labels (`metrics:`).
+    pub metric_bounds: crate::metrics::Bounds,
     pub conserver_config: Option<PathBuf>,
     pub shutdown_grace: Duration,
     /// The `audit_log` tracer, when configured, and its name under `tracers:`.
@@ -230,8 +236,21 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     nonzero("runs.max_open", max_open as u64);
     let claim_idle = positive(raw.stream.claim_idle_secs, 60);
     nonzero("stream.claim_idle_secs", claim_idle);
-    let max_label_values = raw.metrics.max_label_values.unwrap_or(200);
-    nonzero("metrics.max_label_values", max_label_values as u64);
+    let defaults = crate::metrics::Bounds::default();
+    let metric_bounds = crate::metrics::Bounds {
+        max_values: raw.metrics.max_label_values.unwrap_or(defaults.max_values),
+        max_len: raw.metrics.max_label_len.unwrap_or(defaults.max_len),
+        max_series: raw.metrics.max_series_per_family.unwrap_or(defaults.max_series),
+    };
+    nonzero("metrics.max_label_values", metric_bounds.max_values as u64);
+    nonzero("metrics.max_series_per_family", metric_bounds.max_series as u64);
+    if metric_bounds.max_len < 16 {
+        p.push(Problem {
+            path: "metrics.max_label_len".into(),
+            message: format!("{} is below 16 (a cut value keeps a prefix, `~` and 8 hex digits)", metric_bounds.max_len),
+            hint: "use 16 or more, or remove the key for the default 64".into(),
+        });
+    }
 
     let consumer = raw.stream.consumer.unwrap_or_else(|| {
         env("HOSTNAME").unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
@@ -279,7 +298,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             export,
             admin_addr: admin_addr.expect("checked"),
             http_ingest,
-            max_label_values,
+            metric_bounds,
             conserver_config: raw.conserver.config_file,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
             audit_log,

@@ -4,10 +4,12 @@
 mod support;
 
 mod audit;
+mod audit_crash;
 mod bridge;
 mod compliance;
 mod demo;
 mod http_ingest;
+mod metrics_bounds;
 mod python_e2e;
 mod replicas;
 mod tracers;
