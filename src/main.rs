@@ -1,6 +1,10 @@
 //! The `vcon-otel` command: parse arguments, load config, run, exit codes.
 //!
-//! Exit codes: 0 success; 1 runtime failure; 78 invalid configuration (EX_CONFIG).
+//! Exit codes of `run` and `check-config` (sysexits.h; `Class::exit_code` in `stream::connect`):
+//! 0 success; 1 other runtime failure; 69 a module Redis needs is not loaded (EX_UNAVAILABLE);
+//! 75 Redis not reachable in time, `check-config --connect` only (EX_TEMPFAIL); 76 TLS handshake or
+//! certificate check failed (EX_PROTOCOL); 77 credentials refused, or a command refused by the
+//! Redis ACL (EX_NOPERM); 78 invalid configuration (EX_CONFIG).
 
 use clap::{Parser, Subcommand};
 
@@ -10,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use vcon_otel::stream::connect::{ConnectError, Refusal};
 use vcon_otel::{config, demo, Bridge, Listeners};
 
 #[derive(Parser)]
@@ -25,6 +30,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the bridge: Redis stream -> span trees -> OTLP, with /metrics on the admin listener.
+    ///
+    /// Start-up first checks Redis (connection, TLS, credentials, RedisJSON, the ACL rules; see
+    /// `check-config --connect`); a permanent problem stops it within about a second, with a message
+    /// naming the key to fix. An unreachable Redis is waited for (not ready meanwhile).
+    /// Exit codes: 0 stopped by SIGINT/SIGTERM; 1 other failure; 69 RedisJSON not loaded; 76 TLS
+    /// handshake or certificate check failed; 77 Redis refused the credentials or the ACL refused a
+    /// command; 78 invalid configuration.
     Run {
         #[arg(long)]
         config: PathBuf,
@@ -33,7 +45,17 @@ enum Command {
         admin_addr: Option<SocketAddr>,
     },
     /// Check a configuration file: every problem with its key path and a hint; exit 78 if any.
-    CheckConfig { file: PathBuf },
+    /// With --connect, also run the start-up checks against Redis that `run` makes, then stop
+    /// (exit codes as `run`'s, and 75 when Redis is not reachable within --timeout-secs).
+    CheckConfig {
+        file: PathBuf,
+        /// Connect to Redis and check TLS, credentials, RedisJSON and the ACL rules (nothing is written).
+        #[arg(long)]
+        connect: bool,
+        /// With --connect: how long to retry an unreachable Redis.
+        #[arg(long, default_value_t = 10, requires = "connect")]
+        timeout_secs: u64,
+    },
     /// Simulated conserver through the real pipeline, printing each span tree; exports over OTLP
     /// too when OTEL_EXPORTER_OTLP_ENDPOINT is set. Needs no outside service. With --redis-url it
     /// writes the records into a Redis stream instead, as the Python tracer module does, for a
@@ -126,11 +148,15 @@ fn load(path: &PathBuf) -> Result<config::Config, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => match load(&file) {
+        Command::CheckConfig { file, connect, timeout_secs } => match load(&file) {
             Ok(c) => {
                 if c.export.is_none() {
                     eprintln!("{}: export.endpoint: no OTLP endpoint configured (hint: set export.endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)", file.display());
                     return ExitCode::from(78);
+                }
+                if connect {
+                    init_logs(&cli.log_format);
+                    return runtime().block_on(check_connect(&file, &c, std::time::Duration::from_secs(timeout_secs)));
                 }
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS
@@ -301,6 +327,31 @@ async fn run(cfg: config::Config) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "bridge failed");
             eprintln!("{e}");
+            match e.downcast_ref::<Refusal>() {
+                Some(r) => ExitCode::from(r.class.exit_code()),
+                None => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// `vcon-otel check-config --connect`: the start-up checks of `run`, then stop.
+async fn check_connect(file: &std::path::Path, c: &config::Config, timeout: std::time::Duration) -> ExitCode {
+    use vcon_otel::bridge::preflight;
+    let (_never_tx, mut never) = tokio::sync::watch::channel(false);
+    match preflight::check(&preflight::Plan::of(c), &mut never, Some(timeout)).await {
+        Ok(redis) => {
+            let json = if c.redis.snapshots { ", RedisJSON loaded" } else { "" };
+            let tls = if redis.is_tls() { "over TLS" } else { "without TLS" };
+            println!("{}: ok; {} reached {tls} as user '{}'{json}; the ACL allows every command checked", file.display(), redis.shown(), redis.user());
+            ExitCode::SUCCESS
+        }
+        Err(ConnectError::Refused(r)) => {
+            eprintln!("{}: {r}", file.display());
+            ExitCode::from(r.class.exit_code())
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
             ExitCode::FAILURE
         }
     }

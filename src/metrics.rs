@@ -49,6 +49,11 @@ pub struct TracerLabel {
     pub tracer: String,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TracerReasonLabels {
+    pub tracer: String,
+    pub reason: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LinkLabels {
     pub chain: String,
     pub link: String,
@@ -111,6 +116,9 @@ pub struct Metrics {
     pub spans_exported: Family<OutcomeLabel, Counter>,
     pub spans_dropped: Family<ReasonLabel, Counter>,
     pub snapshots_skipped: Family<ReasonLabel, Counter>,
+    pub snapshots_deleted: Counter,
+    pub snapshots_live: Gauge,
+    pub step_record_errors: Counter,
     pub export_retries: Family<ReasonLabel, Counter>,
     pub export_duration: Family<OutcomeLabel, Histogram, fn() -> Histogram>,
     pub audit_writes: Family<OutcomeLabel, Counter>,
@@ -123,6 +131,8 @@ pub struct Metrics {
     pub tracer_calls: Family<TracerLabels, Counter>,
     pub tracer_retries: Family<TracerLabel, Counter>,
     pub tracer_queue_depth: Family<TracerLabel, Gauge>,
+    /// Records a hosted tracer gave up on, by `retry::Reason`.
+    pub tracer_failures: Family<TracerReasonLabels, Counter>,
     pub dlq_pushes: Family<TracerLabel, Counter>,
     pub link_duration: Family<LinkLabels, HistogramWithExemplars<TraceExemplar>, fn() -> HistogramWithExemplars<TraceExemplar>>,
     pub storage_duration: Family<StorageLabels, HistogramWithExemplars<TraceExemplar>, fn() -> HistogramWithExemplars<TraceExemplar>>,
@@ -146,6 +156,7 @@ pub struct Metrics {
     chain_series: SeriesGuard,
     tracer_call_series: SeriesGuard,
     tracer_series: SeriesGuard,
+    tracer_failure_series: SeriesGuard,
 }
 
 impl Metrics {
@@ -169,6 +180,9 @@ impl Metrics {
             spans_exported: Family::default(),
             spans_dropped: Family::default(),
             snapshots_skipped: Family::default(),
+            snapshots_deleted: Counter::default(),
+            snapshots_live: Gauge::default(),
+            step_record_errors: Counter::default(),
             export_retries: Family::default(),
             export_duration: Family::new_with_constructor(histogram),
             audit_writes: Family::default(),
@@ -181,6 +195,7 @@ impl Metrics {
             tracer_calls: Family::default(),
             tracer_retries: Family::default(),
             tracer_queue_depth: Family::default(),
+            tracer_failures: Family::default(),
             dlq_pushes: Family::default(),
             link_duration: Family::new_with_constructor(ex_histogram),
             storage_duration: Family::new_with_constructor(ex_histogram),
@@ -201,6 +216,7 @@ impl Metrics {
             chain_series: family("vcon_otel_chain_duration_seconds"),
             tracer_call_series: family("vcon_otel_tracer_duration_seconds"),
             tracer_series: family("vcon_otel_tracer_retries"),
+            tracer_failure_series: family("vcon_otel_tracer_failures"),
             labels_truncated: truncated.clone(),
             labels_folded: folded.clone(),
             series_folded: series.clone(),
@@ -212,6 +228,9 @@ impl Metrics {
         r.register("vcon_otel_http_requests", "POST /v1/events answers by status code", m.http_requests.clone());
         r.register("vcon_otel_spans_exported", "Spans by export outcome", m.spans_exported.clone());
         r.register("vcon_otel_spans_dropped", "Spans not offered to the exporter because its queue was full (tracer outcome spans only), by reason", m.spans_dropped.clone());
+        r.register("vcon_otel_snapshots_deleted", "Compliance snapshots deleted by the bridge once hashed (and used by every content tracer)", m.snapshots_deleted.clone());
+        r.register("vcon_otel_snapshots_live", "Live compliance snapshots in the producer's budget index (ZCARD of compliance.snapshot_index)", m.snapshots_live.clone());
+        r.register("vcon_otel_step_record_errors", "Failed writes of step records or snapshot deletions (the snapshot then lives until its TTL)", m.step_record_errors.clone());
         r.register("vcon_otel_snapshots_skipped", "Steps whose producer took no compliance snapshot, by reason (budget: snapshot_budget reached)", m.snapshots_skipped.clone());
         r.register("vcon_otel_export_retries", "Retried OTLP export attempts, by reason", m.export_retries.clone());
         r.register("vcon_otel_export_duration_seconds", "Time of one OTLP export request, by outcome", m.export_duration.clone());
@@ -225,6 +244,7 @@ impl Metrics {
         r.register("vcon_otel_tracer_calls", "Tracer invocations by outcome", m.tracer_calls.clone());
         r.register("vcon_otel_tracer_retries", "Retries of hosted tracers", m.tracer_retries.clone());
         r.register("vcon_otel_tracer_queue_depth", "Items waiting in a hosted tracer's queue", m.tracer_queue_depth.clone());
+        r.register("vcon_otel_tracer_failures", "Records a hosted tracer gave up on (permanent failure or retries exhausted), by reason", m.tracer_failures.clone());
         r.register("vcon_otel_dlq_pushes", "vCon UUIDs pushed to a conserver DLQ by a hosted tracer", m.dlq_pushes.clone());
         r.register("vcon_otel_link_duration_seconds", "Link span durations", m.link_duration.clone());
         r.register("vcon_otel_storage_duration_seconds", "Storage span durations", m.storage_duration.clone());
@@ -256,6 +276,11 @@ impl Metrics {
     /// Bounded labels of a hosted tracer's retries, queue depth and DLQ pushes.
     pub fn tracer_label(&self, tracer: &str) -> TracerLabel {
         TracerLabel { tracer: fold(&self.tracer_series, self.tracers.admit(tracer), &[]) }
+    }
+
+    /// Bounded labels of `vcon_otel_tracer_failures_total`.
+    pub fn tracer_reason_labels(&self, tracer: &str, reason: &'static str) -> TracerReasonLabels {
+        TracerReasonLabels { tracer: fold(&self.tracer_failure_series, self.tracers.admit(tracer), &[reason]), reason }
     }
 
     /// Bounded labels of `vcon_otel_link_duration_seconds`.

@@ -23,8 +23,12 @@ pub enum Reason {
     Transport,
     /// The peer asked us to slow down (HTTP 429, gRPC RESOURCE_EXHAUSTED).
     Throttled,
-    /// The peer refused the request itself (4xx, a bad answer, authentication).
+    /// The peer refused the request itself (4xx other than 401/403, a bad answer, an ACL).
     Rejected,
+    /// The peer refused our credentials (HTTP 401/403, a wrong password).
+    Auth,
+    /// The TLS handshake or a certificate check failed.
+    Tls,
     /// A local resource failed (a file, the disk).
     Io,
 }
@@ -37,6 +41,8 @@ impl Reason {
             Reason::Transport => "transport",
             Reason::Throttled => "throttled",
             Reason::Rejected => "rejected",
+            Reason::Auth => "auth",
+            Reason::Tls => "tls",
             Reason::Io => "io",
         }
     }
@@ -78,8 +84,9 @@ impl Failure {
         matches!(self, Failure::Permanent { .. })
     }
 
-    /// Classifies an HTTP status of a non-OTLP peer: 429 throttled, 408/5xx retryable, other 4xx
-    /// permanent. `retry_after` is the server's `Retry-After`, when it sent one.
+    /// Classifies an HTTP status of a non-OTLP peer: 429 throttled, 408/5xx retryable, 401/403
+    /// permanent ([`Reason::Auth`]), other 4xx permanent. `retry_after` is the server's
+    /// `Retry-After`, when it sent one.
     pub fn from_http_status(status: u16, retry_after: Option<Duration>, what: &str) -> Failure {
         let detail = format!("{what}: HTTP {status}");
         match status {
@@ -88,6 +95,7 @@ impl Failure {
                 Some(_) => Failure::Throttled { delay: retry_after, detail },
                 None => Failure::Retryable { reason: Reason::Unavailable, detail },
             },
+            401 | 403 => Failure::Permanent { reason: Reason::Auth, detail: format!("{detail} (the credentials were refused)") },
             _ => Failure::Permanent { reason: Reason::Rejected, detail },
         }
     }
@@ -97,6 +105,16 @@ impl Failure {
     pub fn from_reqwest(e: &reqwest::Error, what: &str) -> Failure {
         let reason = if e.is_timeout() { Reason::Timeout } else { Reason::Transport };
         Failure::Retryable { reason, detail: format!("{what}: {e}") }
+    }
+
+    /// As [`Failure::from_reqwest`], for a hosted tracer's target: a TLS failure (certificate
+    /// refused, handshake failed; a `rustls::Error` among the sources) is permanent, since waiting
+    /// does not fix it. (The OTLP exporter keeps retrying those: it holds the pipeline's spans.)
+    pub fn from_reqwest_target(e: &reqwest::Error, what: &str) -> Failure {
+        match crate::tls::rustls_cause(e) {
+            Some(t) => Failure::Permanent { reason: Reason::Tls, detail: format!("{what}: TLS failed: {t}") },
+            None => Failure::from_reqwest(e, what),
+        }
     }
 }
 

@@ -123,6 +123,12 @@ def health():
     b.panel("Export retries by reason", [("sum by (reason) (rate(vcon_otel_export_retries_total[%s]))" % RI, "{{reason}}")], "reqps")
     b.panel("Export latency p99", [("histogram_quantile(0.99, sum by (le) (rate(vcon_otel_export_duration_seconds_bucket[%s])))" % RI, "p99")], "s")
     b.panel("Spans per request", [("histogram_quantile(0.5, sum by (le) (rate(vcon_otel_export_batch_spans_bucket[%s])))" % RI, "median")], "short")
+    b.row("Compliance snapshots")
+    b.panel("Live compliance snapshots", [("max(vcon_otel_snapshots_live)", "live (producer's budget index)")], "short",
+            description="Snapshots the producer took and the bridge has not yet hashed and deleted; the producer skips new ones at snapshot_budget.")
+    b.panel("Snapshots deleted and skipped", [("sum(rate(vcon_otel_snapshots_deleted_total[%s]))" % RI, "deleted"),
+                                              ("sum by (reason) (rate(vcon_otel_snapshots_skipped_total[%s]))" % RI, "skipped {{reason}}")], "reqps",
+            description="Skipped steps carry vcon.hash.unknown = reason instead of a hash.")
     b.row("Failures")
     b.panel("Dead letters", [("sum by (stage) (rate(vcon_otel_dead_letters_total[%s]))" % RI, "{{stage}}")], "reqps")
     b.panel("HTTP ingest answers", [("sum by (status) (rate(vcon_otel_http_requests_total[%s]))" % RI, "{{status}}")], "reqps")

@@ -16,6 +16,7 @@
 //! entries, so a slow collector pauses reading instead of growing memory or dropping data.
 
 mod drain;
+pub mod preflight;
 mod stages;
 
 pub use drain::DrainReport;

@@ -63,6 +63,8 @@ struct Wiring {
     redis: Option<ConnectionManager>,
     dead: Arc<dyn DeadLetters>,
     source: &'static str,
+    /// The snapshot lifecycle every consumer of this bridge follows.
+    lifecycle: crate::enrich::steps::Lifecycle,
 }
 
 /// The channels between the stages, all bounded.
@@ -99,6 +101,7 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
             redis: None,
             dead: Arc::new(NoDeadLetters),
             source: "demo",
+            lifecycle: lifecycle(&config, 0),
         },
         Source::Redis => {
             let parts = RedisParts { config: &config, metrics: &metrics, health: &health, naming: &naming, hosted, ingest, entry_tx, out_tx: &out_tx, ack_rx };
@@ -112,6 +115,7 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
         naming,
         sha512: config.sha512_token,
         keep_content: false,
+        lifecycle: w.lifecycle.clone(),
         metrics: metrics.clone(),
     };
     let asm = Assembler::new(assemble, metrics.clone());
@@ -124,6 +128,12 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
     tasks.push(task("export", stage.run(out_rx, ack_tx, give_up)));
     tasks.push(w.ack);
     Ok(tasks)
+}
+
+/// The snapshot lifecycle, the same for every consumer of this bridge (and every replica with the
+/// same config): content users are the hosted tracers that send whole vCons.
+fn lifecycle(config: &crate::config::Config, content_users: u32) -> crate::enrich::steps::Lifecycle {
+    crate::enrich::steps::Lifecycle { index_key: config.snapshot_index.clone(), ttl: config.step_record_ttl, content_users }
 }
 
 /// What the Redis side is wired from.
@@ -145,9 +155,10 @@ struct RedisParts<'a> {
 /// written after that reaches it).
 async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::Result<Wiring> {
     let RedisParts { config, metrics, health, naming, hosted, ingest, entry_tx, out_tx, ack_rx } = p;
-    let redis = Redis::open(&config.redis_url, "redis.url")?;
+    // Start-up waits for Redis until it works; shutdown meanwhile is handled by `run`'s select.
+    let (_never_tx, mut never) = watch::channel(false);
+    let redis = super::preflight::check(&super::preflight::Plan::of(config), &mut never, None).await.map_err(connect_error)?;
     crate::health::spawn_redis_probe(redis.client(), health.clone(), metrics.clone(), stop.clone());
-    let mut never = watch::channel(false).1;
     let conn = redis.manager(Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
     let reader = redis.manager(config.stream.block + Duration::from_secs(10), &mut never).await.map_err(connect_error)?;
     let s = &config.stream;
@@ -164,6 +175,7 @@ async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::
     let inflight = InFlight::new(max_inflight, Some(metrics.inflight_entries.clone()));
     let mut main = Group::new(settings.clone(), reader, conn.clone(), inflight.clone());
     ensure(&mut main, &redis).await?;
+    let lifecycle = lifecycle(config, hosted.iter().filter(|h| h.tracer.needs_vcon()).count() as u32);
     let mut tracers = Vec::new();
     for h in hosted {
         let reader = redis.manager(Duration::from_secs(11), &mut never).await.map_err(connect_error)?;
@@ -179,6 +191,7 @@ async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::
             naming: naming.clone(),
             sha512: false,
             keep_content: h.tracer.needs_vcon(),
+            lifecycle: lifecycle.clone(),
             metrics: metrics.clone(),
         };
         let acker = Acker::new(conn.clone(), gs.stream.clone(), gs.group.clone(), held, config.done_marker_ttl);
@@ -194,22 +207,26 @@ async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::
     }
     let mut acker = Acker::new(conn.clone(), s.key.clone(), s.group.clone(), inflight, config.done_marker_ttl);
     acker.metrics = Some(metrics.clone());
-    tokio::spawn(watch_depth(conn.clone(), s.key.clone(), s.group.clone(), metrics.clone(), stop.clone()));
+    tokio::spawn(watch_depth(conn.clone(), s.key.clone(), s.group.clone(), config.snapshot_index.clone(), metrics.clone(), stop.clone()));
     let dead = RedisDeadLetters { conn: conn.clone(), key: s.dead_letter_key.clone(), metrics: metrics.clone() };
-    Ok(Wiring { sources, tracers, ack: task("ack", acknowledge(acker, ack_rx, stop.clone())), redis: Some(conn), dead: Arc::new(dead), source: "stream" })
+    Ok(Wiring { sources, tracers, ack: task("ack", acknowledge(acker, ack_rx, stop.clone())), redis: Some(conn), dead: Arc::new(dead), source: "stream", lifecycle })
 }
 
 fn task(name: &str, f: impl std::future::Future<Output = ()> + Send + 'static) -> Task {
     Task { name: name.to_string(), handle: tokio::spawn(f) }
 }
 
+/// Keeps a refusal's type, so `main` can exit with its class's code.
 fn connect_error(e: ConnectError) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+    match e {
+        ConnectError::Refused(r) => r.into(),
+        ConnectError::Stopped => anyhow::anyhow!("{e}"),
+    }
 }
 
 /// Creates the group, retrying transient errors; a permanent one (an ACL refusal) ends start-up.
 async fn ensure(g: &mut Group, redis: &Redis) -> anyhow::Result<()> {
-    let mut never = watch::channel(false).1;
+    let (_never_tx, mut never) = watch::channel(false);
     let name = g.settings().group.clone();
     let mut attempts = Attempts::new(Policy::forever(Duration::from_millis(200), Duration::from_secs(5)));
     let mut log = |attempt: u32, f: &retry::Failure, _: Duration| {
@@ -369,13 +386,16 @@ async fn acknowledge(mut acker: Acker, mut rx: mpsc::Receiver<Ack>, mut stop: wa
 }
 
 /// Samples the main group's lag and pending count every two seconds.
-async fn watch_depth(mut conn: ConnectionManager, stream: String, group_name: String, metrics: Arc<crate::metrics::Metrics>, mut stop: watch::Receiver<bool>) {
+async fn watch_depth(mut conn: ConnectionManager, stream: String, group_name: String, snapshot_index: String, metrics: Arc<crate::metrics::Metrics>, mut stop: watch::Receiver<bool>) {
     loop {
         if let Some(d) = group::depth(&mut conn, &stream, &group_name).await {
             if let Some(l) = d.lag {
                 metrics.stream_lag.set(l);
             }
             metrics.stream_pending.set(d.pending);
+        }
+        if let Ok(n) = redis::cmd("ZCARD").arg(&snapshot_index).query_async::<i64>(&mut conn).await {
+            metrics.snapshots_live.set(n);
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}

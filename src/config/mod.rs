@@ -3,17 +3,20 @@
 //!
 //! Precedence for the OTLP exporter: a value in the file wins; otherwise the standard
 //! `OTEL_EXPORTER_OTLP_TRACES_*` then `OTEL_EXPORTER_OTLP_*` variables; otherwise the default.
-//! Secrets never need to be in the file: `redis.url` falls back to `REDIS_URL`, the ingest token to
-//! `VCON_OTEL_INGEST_TOKEN`, exporter headers to `OTEL_EXPORTER_OTLP_HEADERS`.
+//! Secrets never need to be in the file: `redis.url` falls back to `REDIS_URL` and the Redis password
+//! comes from `redis.password_env` or `redis.password_file`, the ingest token from
+//! `VCON_OTEL_INGEST_TOKEN`, exporter headers from `OTEL_EXPORTER_OTLP_HEADERS`.
 
 mod conserver;
 mod export;
 mod http_ingest;
+mod redis;
 mod tracers;
 
 pub use conserver::conserver_naming;
 pub use export::{Compression, Export, Protocol, RawExport, RawTls};
 pub use http_ingest::{HttpIngest, RawHttpIngest};
+pub use redis::{PasswordSource, RawRedis, RawRedisTls, Redis, RedisTls, Secret};
 pub use tracers::{HostedConfig, RawChain, RawTracer};
 
 use serde::Deserialize;
@@ -64,13 +67,6 @@ pub struct RawConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RawRedis {
-    /// `redis://[user:pass@]host:port[/db]`; default `REDIS_URL`, else `redis://127.0.0.1:6379`.
-    pub url: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct RawStream {
     pub key: Option<String>,
     pub group: Option<String>,
@@ -117,6 +113,12 @@ pub struct RawCompliance {
     /// Also put the vCon spec's `sha512-<base64url>` token of the canonical bytes on spans
     /// (`vcon.hash.sha512`). SHA-512 in software halves hashing throughput.
     pub sha512_token: bool,
+    /// The producer's snapshot budget index (its `snapshot_index` option); default `vcon_otel:snaps`.
+    pub snapshot_index: Option<String>,
+    /// How long a run's step record (`vcon_otel:steps:{trace}`: each step's hash, read by hosted
+    /// tracers and replicas) lives after its last write; default 900, at least the producer's
+    /// `snapshot_ttl` so a consumer that can still read a snapshot can also find its hash.
+    pub step_record_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,7 +143,8 @@ pub struct Stream {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub service_name: String,
-    pub redis_url: String,
+    /// `redis:`: URL, password source, TLS, start-up checks.
+    pub redis: Redis,
     pub stream: Stream,
     pub idle_timeout: Duration,
     pub max_open_runs: usize,
@@ -161,6 +164,10 @@ pub struct Config {
     pub hosted: Vec<HostedConfig>,
     /// Put the sha512 token on spans too.
     pub sha512_token: bool,
+    /// `compliance.snapshot_index`.
+    pub snapshot_index: String,
+    /// `compliance.step_record_ttl_secs`.
+    pub step_record_ttl: Duration,
 }
 
 /// One configuration problem: where, what, and how to fix it.
@@ -209,18 +216,7 @@ pub fn parse(text: &str) -> Result<RawConfig, Problems> {
 /// Validates and resolves defaults. `env` reads an environment variable (tests pass a map).
 pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
     let mut p = Vec::new();
-    let mut bad = |path: &str, message: String, hint: &str| {
-        p.push(Problem { path: path.into(), message, hint: hint.into() });
-    };
-
-    let redis_url = raw
-        .redis
-        .url
-        .or_else(|| env("REDIS_URL"))
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-    if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://") || redis_url.starts_with("unix://")) {
-        bad("redis.url", format!("{redis_url:?} is not a Redis URL"), "write redis://host:6379 (or rediss:// for TLS)");
-    }
+    let redis = redis::resolve(raw.redis, env, &mut p);
 
     let positive = |v: Option<u64>, d: u64| v.unwrap_or(d);
     let mut nonzero = |path: &str, v: u64| {
@@ -290,7 +286,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     if p.is_empty() {
         Ok(Config {
             service_name: raw.service_name.unwrap_or_else(|| "conserver".into()),
-            redis_url,
+            redis,
             stream,
             idle_timeout: Duration::from_secs(idle),
             max_open_runs: max_open,
@@ -305,6 +301,8 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             audit_log_name,
             hosted,
             sha512_token: raw.compliance.sha512_token,
+            snapshot_index: raw.compliance.snapshot_index.unwrap_or_else(|| "vcon_otel:snaps".into()),
+            step_record_ttl: Duration::from_secs(raw.compliance.step_record_ttl_secs.unwrap_or(900).max(1)),
         })
     } else {
         Err(Problems(p))

@@ -25,7 +25,7 @@ fn defaults_and_env_fill_what_the_file_leaves_out() {
     assert_eq!(e.endpoint, "http://collector:4318/v1/traces");
     assert_eq!(e.protocol, Protocol::HttpProtobuf);
     assert_eq!(e.headers, vec![("x-api-key".into(), "a=b".into()), ("tenant".into(), "t1".into())]);
-    assert_eq!(c.redis_url, "redis://r:6379");
+    assert_eq!(c.redis.url, "redis://r:6379");
     assert_eq!(c.stream.key, "vcon_otel:events");
 }
 

@@ -1,18 +1,21 @@
 //! Enrich: the stage between reading and working, shared by the main pipeline and every hosted
 //! tracer. For each entry of a read, in order: decode the record (the one decode entry point,
 //! [`crate::event::decode`]), name its chain and link module from the conserver's `config.yml`,
-//! and attach the compliance hash of the step — inline from the record, or by fetching the
-//! server-side snapshot and hashing it ([`snapshot`]: many `JSON.GET`s in flight, pipelined, outputs
-//! in input order; large documents hashed off the async reactor).
+//! and attach the compliance hash of the step ([`hashes`]): inline from the record, from the run's
+//! step record ([`steps`], which also deletes snapshots once hashed), or by fetching the server-side
+//! snapshot and hashing it ([`snapshot`]: many `JSON.GET`s in flight, pipelined, outputs in input
+//! order; large documents hashed off the async reactor).
 //!
 //! An entry whose record cannot be used is dead-lettered here (main pipeline only; the hosted
 //! tracers skip it, the main pipeline already keeps its copy) and passed on as [`Item::Done`], so
 //! its acknowledgement travels the same ordered path as every other entry's.
 
+mod hashes;
 pub mod snapshot;
+pub mod steps;
 
 use crate::compliance::StepHash;
-use crate::event::{self, Compliance, Record};
+use crate::event::{self, Record};
 use crate::metrics::{Metrics, ReasonLabel, SourceEvent};
 use crate::stream::{DeadLetter, DeadLetters, Entry};
 use redis::aio::ConnectionManager;
@@ -60,7 +63,7 @@ pub enum Item {
 }
 
 /// A bounded metric label for a producer's skip reason (anything unexpected is `other`).
-fn skip_label(why: &str) -> &'static str {
+pub(crate) fn skip_label(why: &str) -> &'static str {
     match why {
         "budget" => "budget",
         "no_document" => "no_document",
@@ -87,6 +90,8 @@ pub struct Enricher {
     pub sha512: bool,
     /// Keep the snapshot text on [`Enriched::vcon_json`] (a tracer that sends whole vCons).
     pub keep_content: bool,
+    /// Step records and snapshot deletion ([`steps`]).
+    pub lifecycle: steps::Lifecycle,
     pub metrics: Arc<Metrics>,
 }
 
@@ -111,17 +116,15 @@ impl Enricher {
                 return None;
             }
         }
-        let keys: Vec<Option<&str>> = decoded
-            .iter()
-            .map(|(_, r)| match &r.compliance {
-                Some(Compliance::Snapshot(k)) => Some(k.as_str()),
-                _ => None,
-            })
-            .collect();
-        let fetched = match &self.redis {
-            Some(conn) => snapshot::fetch_and_hash(conn, &keys, self.sha512, self.keep_content).await,
-            None => keys.iter().map(|_| snapshot::Fetched::default()).collect(),
+        let resolver = hashes::Resolver {
+            role: self.role,
+            redis: self.redis.as_ref(),
+            lifecycle: &self.lifecycle,
+            sha512: self.sha512,
+            keep_content: self.keep_content,
+            metrics: &self.metrics,
         };
+        let resolved = resolver.resolve(&decoded.iter().map(|(_, r)| r).collect::<Vec<_>>()).await;
         let mut out: Vec<Option<Item>> = vec![None; entries.len()];
         // Each entry moves into its item (no copy of its ID).
         let mut entries: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
@@ -129,36 +132,13 @@ impl Enricher {
         for (i, _) in &rejected {
             out[*i] = Some(Item::Done(take(*i)));
         }
-        // Hashes by (run, seq) within this read, for `same_as` (the hooks' pre-chain call names the
-        // chain_start record it shares a snapshot with; both are written in one round trip).
-        let mut by_seq: HashMap<([u8; 16], u64), StepHash> = HashMap::new();
-        for ((i, mut record), f) in decoded.into_iter().zip(fetched) {
-            let (hash, unknown) = match &record.compliance {
-                Some(Compliance::Sha256(h)) => (Some(StepHash { sha256_hex: h.clone(), sha512_token: None, counts: None }), None),
-                Some(Compliance::Snapshot(_)) => {
-                    let unknown = f.hash.is_none().then(|| "snapshot_unreadable".to_string());
-                    (f.hash, unknown)
-                }
-                Some(Compliance::SameAs(seq)) => match by_seq.get(&(crate::ids::trace_id(&record.vcon_uuid, &record.run), *seq)) {
-                    Some(h) => (Some(h.clone()), None),
-                    None => (None, Some("previous_step_unknown".to_string())),
-                },
-                Some(Compliance::Skipped(why)) => {
-                    if self.role != Role::Tracer {
-                        self.metrics.snapshots_skipped.get_or_create(&crate::metrics::ReasonLabel { reason: skip_label(why) }).inc();
-                    }
-                    (None, Some(why.clone()))
-                }
-                None => (None, None),
-            };
-            if let (Some(h), Some(seq)) = (&hash, record.seq) {
-                by_seq.insert((crate::ids::trace_id(&record.vcon_uuid, &record.run), seq), h.clone());
-            }
+        for ((i, mut record), h) in decoded.into_iter().zip(resolved) {
             if record.module.is_none() {
                 record.module = record.link_name().and_then(|l| self.naming.link_modules.get(l).cloned());
             }
             let chain = self.naming.chain(&record);
-            out[i] = Some(Item::Record(Box::new(Enriched { entry: take(i), record, hash, unknown, chain, vcon_json: f.text })));
+            let e = Enriched { entry: take(i), record, hash: h.hash, unknown: h.unknown, chain, vcon_json: h.text };
+            out[i] = Some(Item::Record(Box::new(e)));
         }
         Some(out.into_iter().map(|o| o.expect("every entry has an item")).collect())
     }

@@ -5,7 +5,8 @@
 //! on the multiplexed connection, so at most `CHUNK × IN_FLIGHT` documents are in memory; outputs
 //! keep the order of the inputs. A chunk whose documents add up to more than [`BLOCKING_BYTES`] is
 //! hashed on the blocking pool, so large vCons never stall the async reactor. A snapshot that is
-//! gone (expired), unreadable or not a vCon gives no hash; each is logged at WARN.
+//! unreadable or not a vCon gives no hash (logged at WARN); one that is gone is marked `missing`
+//! for the step-record fallback ([`super::steps`]).
 
 use crate::compliance::{self, StepHash};
 use futures::StreamExt;
@@ -24,6 +25,8 @@ pub struct Fetched {
     pub hash: Option<StepHash>,
     /// The stored text, when asked to keep it.
     pub text: Option<bytes::Bytes>,
+    /// The key held nothing (deleted once hashed, or expired): the step record may know the hash.
+    pub missing: bool,
 }
 
 /// Fetches and hashes the snapshot of each `Some` key; `None` keys give `Fetched::default()`.
@@ -72,8 +75,8 @@ async fn fetch_chunk(mut conn: ConnectionManager, chunk: Vec<(usize, String)>, s
 
 fn hash_one(key: &str, text: Option<Vec<u8>>, sha512: bool, keep: bool) -> Fetched {
     let Some(text) = text else {
-        tracing::warn!(key, "compliance snapshot expired or missing; no hash on this span");
-        return Fetched::default();
+        tracing::debug!(key, "compliance snapshot gone; the step record is asked next");
+        return Fetched { missing: true, ..Fetched::default() };
     };
     let hashed = if sha512 { compliance::vcon_hash_with_sha512(&text) } else { compliance::vcon_hash(&text) };
     let hash = match hashed {
@@ -83,5 +86,5 @@ fn hash_one(key: &str, text: Option<Vec<u8>>, sha512: bool, keep: bool) -> Fetch
             None
         }
     };
-    Fetched { hash, text: keep.then(|| bytes::Bytes::from(text)) }
+    Fetched { hash, text: keep.then(|| bytes::Bytes::from(text)), missing: false }
 }

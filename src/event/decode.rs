@@ -262,7 +262,7 @@ fn valid_uuid(v: &str) -> bool {
 }
 
 /// `compliance.sha256`: 64 lowercase hex digits.
-fn valid_sha256(h: &str) -> bool {
+pub fn valid_sha256(h: &str) -> bool {
     h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 

@@ -7,7 +7,7 @@
 
 mod decode;
 
-pub use decode::{decode, parse_traceparent};
+pub use decode::{decode, parse_traceparent, valid_sha256};
 use std::fmt;
 
 /// Largest record accepted, in bytes.

@@ -113,7 +113,9 @@ impl Group {
         let mut attempts = Attempts::new(READ_RETRY);
         let mut log = |attempt: u32, f: &Failure, wait: Duration| {
             if retry::worth_logging(attempt) {
-                tracing::warn!(group = %s.group, attempt, error = %f, retry_ms = wait.as_millis() as u64, "cannot read the stream; retrying");
+                let next = crate::clock::rfc3339(crate::clock::now_ns() + wait.as_nanos() as u64);
+                tracing::warn!(group = %s.group, attempt, error = %f, retry_ms = wait.as_millis() as u64, next_attempt_at = %next,
+                    "cannot read the stream; not ready, retrying (logged on attempts 1, 2, 4, 8, ...)");
             }
         };
         let out = loop {

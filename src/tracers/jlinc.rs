@@ -2,10 +2,34 @@
 //! vCon Server's `tracers/jlinc` does (`docs/tracers.md`), plus what upstream lacks: a timeout,
 //! status checks, retries with backoff, and `dlq_vcon_on_error` that fires when the API fails.
 //!
-//! Per tracer call (`event: tracer_call`): `POST {data_store_api_url}/api/v1/data/{path}` with
+//! Per tracer call — the record `tracer_call`, or with only the hooks installed the records that
+//! stand for one ([`call_index`]: `chain_start` without `tracer` for the pre-chain call, and
+//! `link_complete`), so every mode sends N+1 events per run of N links: `POST {data_store_api_url}/api/v1/data/{path}` with
 //! `Authorization: Bearer {data_store_api_key}` — `entity/domains/get` once per process (the first
 //! domain is used), `entity/get` then `entity/create` for each entity not seen yet (cached),
 //! `event/produce` with the step's `Vcon.hash` (or the vCon itself when `hash_event_data` is false).
+//!
+//! Which document is hashed: `intended` mode, the one the step produced (the step's own hash; with
+//! only the hooks, after a UUID swap that is the document the link was given, `vcon.hash.subject =
+//! input`, the only one they can see). `upstream` mode, what upstream reads — `vcon:{out_vcon_uuid}`,
+//! the UUID before the link — so after a swap the document the link was given: the previous step's
+//! hash from the run's step record ([`Step::given`]).
+
+/// The tracer-call index a record stands for, or `None` when it stands for no call.
+fn call_index(r: &crate::event::Record) -> Option<i64> {
+    match r.event {
+        EventKind::TracerCall => Some(r.link_index.unwrap_or(-1)),
+        // With a tracer installed, `chain_start` names it and the tracer's own calls are sent.
+        EventKind::ChainStart if r.tracer.is_none() => Some(-1),
+        EventKind::LinkComplete => r.link_index,
+        _ => None,
+    }
+}
+
+/// A UUID swap the record shows (conserver naming: `in` is the UUID the link returned).
+fn swapped(r: &crate::event::Record) -> bool {
+    matches!((&r.in_vcon_uuid, &r.out_vcon_uuid), (Some(i), Some(o)) if i != o)
+}
 
 use super::{Build, Built, Delivered, Step, Tracer};
 use crate::retry::{self, Failure, Reason};
@@ -78,7 +102,7 @@ impl Jlinc {
     async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
         let url = format!("{}/api/v1/data/{path}", self.cfg.data_store_api_url.trim_end_matches('/'));
         let what = format!("POST {url}");
-        let resp = self.http.post(&url).bearer_auth(&self.key).json(body).send().await.map_err(|e| Failure::from_reqwest(&e, &what))?;
+        let resp = self.http.post(&url).bearer_auth(&self.key).json(body).send().await.map_err(|e| Failure::from_reqwest_target(&e, &what))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             return Err(Failure::from_http_status(status, retry::retry_after(resp.headers()), &what));
@@ -103,11 +127,10 @@ impl Jlinc {
 
     async fn deliver(&mut self, step: &Step<'_>) -> Result<Delivered, Failure> {
         let r = step.record;
-        if r.event != EventKind::TracerCall {
+        let Some(i) = call_index(r) else {
             return Ok(Delivered { skipped: true, ..Default::default() });
-        }
+        };
         let links = r.links.clone().unwrap_or_default();
-        let i = r.link_index.unwrap_or(-1);
         let prefix = sanitize(&self.cfg.system_prefix);
         if self.domain.is_none() {
             let domains = self.post("entity/domains/get", &json!({})).await?;
@@ -136,8 +159,9 @@ impl Jlinc {
             self.ensure_entity(&recipient).await?;
         }
         let data = if self.cfg.hash_event_data {
-            let h = step.hash.ok_or_else(|| {
-                Failure::permanent(Reason::Rejected, "no compliance hash for this step (the producer sent no snapshot; set snapshot: copy)")
+            let (h, which) = if self.wants_given(r) { (step.given, "the previous step's") } else { (step.hash, "this step's") };
+            let h = h.ok_or_else(|| {
+                Failure::permanent(Reason::Rejected, format!("{which} compliance hash is unknown (no snapshot, or it expired before it was hashed: see vcon.hash.unknown on the link span)"))
             })?;
             json!({"hash": h.sha256_hex})
         } else {
@@ -150,7 +174,8 @@ impl Jlinc {
             "recipientShortName": recipient,
             "agreementId": self.cfg.agreement_id,
             "data": data,
-            "meta": {"in_vcon_uuid": r.in_vcon_uuid, "out_vcon_uuid": r.out_vcon_uuid},
+            "meta": {"in_vcon_uuid": r.in_vcon_uuid.as_ref().or(r.out_vcon_uuid.as_ref()).unwrap_or(&r.vcon_uuid),
+                     "out_vcon_uuid": r.out_vcon_uuid.as_ref().unwrap_or(&r.vcon_uuid)},
             "archive": {"url": self.cfg.archive_api_url, "key": self.archive_key},
         });
         let resp = self.post("event/produce", &body).await?;
@@ -174,6 +199,10 @@ impl Jlinc {
 impl Tracer for Jlinc {
     fn needs_vcon(&self) -> bool {
         !self.cfg.hash_event_data
+    }
+
+    fn wants_given(&self, r: &crate::event::Record) -> bool {
+        self.cfg.sender_mode.as_deref() == Some("upstream") && self.cfg.hash_event_data && swapped(r) && !r.hash_of_input && call_index(r).is_some()
     }
 
     fn handle<'a>(&'a mut self, steps: &'a [Step<'a>]) -> BoxFuture<'a, Result<Delivered, Failure>> {

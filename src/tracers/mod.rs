@@ -17,6 +17,7 @@
 //! hash chain the assembler computes.
 
 pub mod audit_log;
+pub mod give_up;
 pub mod jlinc;
 pub mod postgres;
 pub mod runner;
@@ -35,6 +36,9 @@ pub struct Step<'a> {
     pub record: &'a Record,
     /// `Vcon.hash` of the step's vCon state, when known.
     pub hash: Option<&'a StepHash>,
+    /// `Vcon.hash` of the document the step was given (the run's previous step), only when the
+    /// module asked for it ([`Tracer::wants_given`]) and the step record knows it.
+    pub given: Option<&'a StepHash>,
     /// The stored vCon text of the snapshot (only for modules that ask, [`Tracer::needs_vcon`]).
     pub vcon_json: Option<&'a [u8]>,
     /// The chain name, from the record or the conserver's config.
@@ -58,6 +62,11 @@ pub trait Tracer: Send {
 
     /// Whether the module needs the stored vCon text, not just its hash.
     fn needs_vcon(&self) -> bool {
+        false
+    }
+
+    /// Whether delivering `r` needs [`Step::given`] (one step-record read per such record).
+    fn wants_given(&self, _r: &Record) -> bool {
         false
     }
 

@@ -1,6 +1,7 @@
 //! One hosted tracer on the spine: read its group → enrich → deliver (timeout, retries, DLQ on
 //! final failure when asked) → outcome span (offered, never awaited) → acknowledge.
 
+use super::give_up::GiveUps;
 use super::{Delivered, Hosted, Step};
 use crate::assemble::{spans, Output};
 use crate::enrich::{Enricher, Item};
@@ -43,6 +44,7 @@ impl Runner {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let label = self.metrics.tracer_label(&self.hosted.name);
         let mut last_depth: Option<Instant> = None;
+        let mut give_ups = GiveUps::new(&self.hosted.name, self.hosted.module);
         loop {
             if last_depth.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
                 last_depth = Some(Instant::now());
@@ -65,9 +67,12 @@ impl Runner {
                 })
                 .filter(|e| self.hosted.chains.is_empty() || e.chain.as_ref().is_some_and(|c| self.hosted.chains.contains(c)))
                 .collect();
+            let asks = given_asks(&*self.hosted.tracer, &work);
+            let given = given_hashes(&self.conn, asks).await;
             let steps: Vec<Step<'_>> = work
                 .iter()
-                .map(|e| Step { record: &e.record, hash: e.hash.as_ref(), vcon_json: e.vcon_json.as_deref(), chain: e.chain.as_deref() })
+                .zip(&given)
+                .map(|(e, g)| Step { record: &e.record, hash: e.hash.as_ref(), given: g.as_ref(), vcon_json: e.vcon_json.as_deref(), chain: e.chain.as_deref() })
                 .collect();
             let groups: Vec<&[Step<'_>]> = if self.hosted.tracer.batches() {
                 if steps.is_empty() { vec![] } else { vec![&steps[..]] }
@@ -76,7 +81,7 @@ impl Runner {
             };
             let mut stopped = false;
             for g in groups {
-                if !self.deliver(g, &mut stop).await {
+                if !self.deliver(g, &mut stop, &mut give_ups).await {
                     stopped = true;
                     break;
                 }
@@ -91,8 +96,9 @@ impl Runner {
         }
     }
 
-    /// One invocation (with retries) for `steps`; false when shutdown interrupted it.
-    async fn deliver(&mut self, steps: &[Step<'_>], stop: &mut watch::Receiver<bool>) -> bool {
+    /// One invocation (with retries) for `steps`; false when shutdown interrupted it. Records given
+    /// up are reported through `give_ups` (counted; one line per interval, `give_up`).
+    async fn deliver(&mut self, steps: &[Step<'_>], stop: &mut watch::Receiver<bool>, give_ups: &mut GiveUps) -> bool {
         let started_ns = crate::clock::now_ns();
         let result = self.invoke(steps, stop).await;
         let (outcome, attempts, delivered, error) = match &result {
@@ -102,10 +108,13 @@ impl Runner {
             Result_::Failed(f, n) => (if f.reason() == Reason::Timeout { "timeout" } else { "error" }, *n, None, Some(f.to_string())),
         };
         let end_ns = crate::clock::now_ns();
+        if let Result_::Failed(f, n) = &result {
+            give_ups.record(f, steps.len(), *n, &self.metrics, Instant::now());
+        }
         for s in steps {
             let r = s.record;
             if let Some(e) = &error {
-                tracing::warn!(tracer = %self.hosted.name, module = self.hosted.module, run = %r.run, attempts, error = %e, "hosted tracer gave up on a record");
+                tracing::debug!(tracer = %self.hosted.name, module = self.hosted.module, run = %r.run, attempts, error = %e, "hosted tracer gave up on a record");
                 if self.hosted.common.dlq_vcon_on_error {
                     self.dlq(r).await;
                 }
@@ -180,4 +189,26 @@ impl Runner {
             Err(e) => tracing::error!(tracer = %self.hosted.name, error = %e, "cannot push to DLQ:{list}"),
         }
     }
+}
+
+/// The steps whose previous step's hash the module asks for ([`Tracer::wants_given`]).
+fn given_asks(tracer: &dyn super::Tracer, work: &[Box<crate::enrich::Enriched>]) -> Vec<Option<([u8; 16], u64)>> {
+    work.iter()
+        .map(|e| {
+            let r = &e.record;
+            r.seq.filter(|_| tracer.wants_given(r)).map(|seq| (crate::ids::trace_id(&r.vcon_uuid, &r.run), seq))
+        })
+        .collect()
+}
+
+/// The previous step's hash for each ask, from the run's step record.
+async fn given_hashes(conn: &ConnectionManager, asks: Vec<Option<([u8; 16], u64)>>) -> Vec<Option<crate::compliance::StepHash>> {
+    let mut out = Vec::with_capacity(asks.len());
+    for a in asks {
+        out.push(match a {
+            Some((trace, seq)) => crate::enrich::steps::previous(conn, &trace, seq).await,
+            None => None,
+        });
+    }
+    out
 }

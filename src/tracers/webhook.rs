@@ -86,7 +86,7 @@ impl Webhook {
             req = req.bearer_auth(k);
         }
         let what = format!("POST {}", self.cfg.url);
-        let resp = req.send().await.map_err(|e| Failure::from_reqwest(&e, &what))?;
+        let resp = req.send().await.map_err(|e| Failure::from_reqwest_target(&e, &what))?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             Ok(Delivered { attributes: vec![("http.response.status_code".into(), status.to_string())], skipped: false })

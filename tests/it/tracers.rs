@@ -42,7 +42,7 @@ fn run_with_snapshots(redis: &RedisServer, run: &str, uuid: &str, hooks_ingress:
 }
 
 /// The fake JLINC data store: entities exist once created; events get increasing ids.
-fn jlinc_store() -> Server {
+pub(crate) fn jlinc_store() -> Server {
     let created = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::<String>::new()));
     let events = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     Server::start(move |path, body| {
@@ -63,14 +63,14 @@ fn jlinc_store() -> Server {
     })
 }
 
-fn jlinc_cfg(store: &Server, extra: &str) -> String {
+pub(crate) fn jlinc_cfg(store: &Server, extra: &str) -> String {
     format!(
         "  jl:\n    module: jlinc\n    options: {{data_store_api_url: \"{}\", data_store_api_key: dskey, archive_api_url: \"http://archive\", archive_api_key: akey, system_prefix: \"VCON Test\", max_attempts: 3, initial_backoff_ms: 20{extra}}}\n",
         store.url()
     )
 }
 
-fn produced(store: &Server) -> Vec<Value> {
+pub(crate) fn produced(store: &Server) -> Vec<Value> {
     store.requests().into_iter().filter(|r| r.path.ends_with("event/produce") && r.status == 200).map(|r| r.body).collect()
 }
 
@@ -394,12 +394,15 @@ fn postgres_with_a_wrong_ca_is_a_permanent_error_reported_once() {
     let bridge = Bridge::run(&cfg(&redis, &rx, &tracers));
     run_with_snapshots(&redis, "r1", "u1", None);
     run_with_snapshots(&redis, "r2", "u2", None);
-    let gave_up = |t: &str| plain_log(&bridge).lines().filter(|l| l.contains("hosted tracer gave up on a record") && l.contains(&format!("tracer={t}"))).count();
-    assert!(wait_until(T, || gave_up("bad_ca") == 8 && gave_up("bad_name") == 8), "{}", bridge.output());
+    let gave_up = |t: &str| bridge.metric_value(&["vcon_otel_tracer_failures_total{", &format!("tracer=\"{t}\""), "reason=\"tls\""]).unwrap_or(0.0);
+    assert!(wait_until(T, || gave_up("bad_ca") == 8.0 && gave_up("bad_name") == 8.0), "{}\n{}", bridge.metrics_text(), bridge.output());
     let out = plain_log(&bridge);
-    let reports = |needle: &str| out.lines().filter(|l| l.contains("permanent PostgreSQL connection error") && l.contains(needle)).count();
-    assert_eq!(reports(&format!("invalid peer certificate: UnknownIssuer: the server's certificate is not signed by a CA in {}: set ssl_ca_file", other_ca.display())), 1, "{out}");
-    assert_eq!(reports("does not name the host in url"), 1, "{out}");
+    let reports = |tracer: &str, needle: &str| {
+        out.lines().filter(|l| l.contains("ERROR") && l.contains("target refuses permanently") && l.contains(&format!("tracer={tracer}")) && l.contains(needle)).count()
+    };
+    assert_eq!(reports("bad_ca", &format!("invalid peer certificate: UnknownIssuer: the server's certificate is not signed by a CA in {}: set ssl_ca_file", other_ca.display())), 1, "{out}");
+    assert_eq!(reports("bad_name", "does not name the host in url"), 1, "{out}");
+    assert!(!out.lines().any(|l| l.contains("WARN") && l.contains("tracer=bad_")), "a permanent error is not an outage (no WARN):\n{out}");
     for t in ["bad_ca", "bad_name"] {
         assert_eq!(bridge.metric_value(&["vcon_otel_tracer_retries_total{", &format!("tracer=\"{t}\"")]).unwrap_or(0.0), 0.0, "{t} was retried");
         assert!(bridge.metric_value(&["vcon_otel_tracer_calls_total{", &format!("tracer=\"{t}\""), "outcome=\"error\""]).unwrap_or(0.0) >= 1.0);

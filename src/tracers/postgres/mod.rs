@@ -8,8 +8,8 @@
 //! TLS ([`tls`]): `sslmode` disable / prefer / require / verify-ca / verify-full with `ssl_ca_file`
 //! or the system roots, also from the URL's `sslmode`/`sslrootcert`. A failure that waiting does not
 //! cure (certificate refused, no TLS on the server, authentication or `pg_hba.conf` refusal) is a
-//! permanent failure: the runner gives up on the batch instead of retrying it as an outage, and this
-//! module logs it as an ERROR at most once per [`REPORT_INTERVAL`] with the number of failures since.
+//! permanent failure: the runner gives up on the batch instead of retrying it as an outage, counts it
+//! by reason and logs it as an ERROR at most once a minute (`tracers::give_up`).
 
 pub mod tls;
 
@@ -18,10 +18,6 @@ use crate::retry::{Failure, Reason};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// Permanent connection failures are logged at most once per this interval.
-pub const REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -60,9 +56,6 @@ pub struct Postgres {
     target: tls::Target,
     table: String,
     client: Option<tokio_postgres::Client>,
-    /// When a permanent connection failure was last logged, and how many came since.
-    reported: Option<Instant>,
-    unreported: u64,
 }
 
 impl Postgres {
@@ -71,7 +64,7 @@ impl Postgres {
         cfg.check()?;
         let table = cfg.table.split('.').map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(".");
         let target = tls::target(&url, cfg.sslmode, cfg.ssl_ca_file.as_deref())?;
-        Ok(Postgres { target, table, client: None, reported: None, unreported: 0 })
+        Ok(Postgres { target, table, client: None })
     }
 
     async fn connect(&self) -> Result<tokio_postgres::Client, Failure> {
@@ -95,29 +88,9 @@ impl Postgres {
         Ok(client)
     }
 
-    /// Logs a permanent connection failure at most once per [`REPORT_INTERVAL`].
-    fn report(&mut self, failure: &Failure) {
-        if !failure.is_permanent() {
-            return;
-        }
-        self.unreported += 1;
-        if self.reported.is_none_or(|at| at.elapsed() >= REPORT_INTERVAL) {
-            tracing::error!(module = "postgres", error = %failure, failures = self.unreported,
-                "permanent PostgreSQL connection error: records are given up until it is fixed (logged at most once a minute)");
-            self.reported = Some(Instant::now());
-            self.unreported = 0;
-        }
-    }
-
     async fn client(&mut self) -> Result<&tokio_postgres::Client, Failure> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            let client = match self.connect().await {
-                Ok(c) => c,
-                Err(f) => {
-                    self.report(&f);
-                    return Err(f);
-                }
-            };
+            let client = self.connect().await?;
             let ddl = format!(
                 "CREATE TABLE IF NOT EXISTS {} (id BIGSERIAL PRIMARY KEY, record_id TEXT NOT NULL UNIQUE, vcon_uuid TEXT NOT NULL, \
                  run TEXT NOT NULL, event TEXT NOT NULL, chain TEXT, link TEXT, link_index INTEGER, ts TIMESTAMPTZ NOT NULL, \

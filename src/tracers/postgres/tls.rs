@@ -17,7 +17,8 @@
 //! [`classify_connect`] sorts connection failures: a refused certificate, a TLS handshake the
 //! server rejects, a server without TLS, authentication and `pg_hba.conf` refusals are
 //! **permanent** (they do not heal by waiting); refused connections, resets and timeouts are
-//! retryable.
+//! retryable. Their reasons (`vcon_otel_tracer_failures_total{reason}`): `tls` for the certificate,
+//! the handshake and a server without TLS, `auth` for SQLSTATE class 28 (authentication, `pg_hba.conf`).
 
 use crate::retry::{Failure, Reason};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -241,21 +242,6 @@ impl ServerCertVerifier for Unchecked {
     }
 }
 
-/// The rustls error inside a connection failure, if TLS failed.
-fn rustls_error(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<rustls::Error>() {
-            return Some(r);
-        }
-        if let Some(r) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            return Some(r);
-        }
-        cur = err.source();
-    }
-    None
-}
-
 /// What to change for a TLS failure, naming the option.
 fn tls_fix(r: &rustls::Error, ca: &str) -> String {
     use CertificateError as C;
@@ -276,14 +262,14 @@ fn tls_fix(r: &rustls::Error, ca: &str) -> String {
 /// Sorts a failure to connect (see the module header); the message names the option to fix.
 pub fn classify_connect(e: &tokio_postgres::Error, t: &Target) -> Failure {
     let mode = t.mode.as_str();
-    let permanent = |fix: String| Failure::permanent(Reason::Rejected, format!("connect to PostgreSQL (sslmode {mode}): {e}: {fix}"));
-    if let Some(r) = rustls_error(e) {
-        return permanent(format!("{r}: {}", tls_fix(r, &t.ca)));
+    let permanent = |reason: Reason, fix: String| Failure::permanent(reason, format!("connect to PostgreSQL (sslmode {mode}): {e}: {fix}"));
+    if let Some(r) = crate::tls::rustls_cause(e) {
+        return permanent(Reason::Tls, format!("{r}: {}", tls_fix(r, &t.ca)));
     }
     // tokio-postgres reports this one only as text (its error kinds are private).
     let text = e.to_string();
     if text.contains("server does not support TLS") {
-        return permanent("the server does not accept TLS (ssl = off): enable ssl on the server, or use sslmode prefer/disable".into());
+        return permanent(Reason::Tls, "the server does not accept TLS (ssl = off): enable ssl on the server, or use sslmode prefer/disable".into());
     }
     if let Some(db) = e.as_db_error() {
         if db.code().code().starts_with("28") {
@@ -292,7 +278,7 @@ pub fn classify_connect(e: &tokio_postgres::Error, t: &Target) -> Failure {
             } else {
                 "check the user, password and database in url (or url_env), and the server's pg_hba.conf".to_string()
             };
-            return permanent(fix);
+            return permanent(Reason::Auth, fix);
         }
     }
     super::classify(e, "connect to PostgreSQL")

@@ -1,0 +1,175 @@
+//! Step records and the snapshot lifecycle (`docs/events.md`, "Snapshot lifecycle"): the one home
+//! of where a step's compliance hash is kept once known, and of when a snapshot is deleted.
+//!
+//! A step record is the Redis hash `vcon_otel:steps:{trace_id}` (32 lowercase hex), one field per
+//! step: `{seq}` → [`encode`]d [`StepHash`]. It expires [`Lifecycle::ttl`] after its last write
+//! (the safety net for consumers that are down longer are the producer's snapshots, same TTL class).
+//!
+//! Who writes and who deletes, after hashing a snapshot it read itself ([`settle`]):
+//! - every consumer writes the step's field (idempotent: the same document gives the same hash);
+//! - with no hosted tracer that needs a snapshot's *content* ([`Lifecycle::content_users`] = 0),
+//!   the same atomic pipeline deletes the snapshot and removes it from the producer's budget index
+//!   (`ZREM`); the field is written first, so a consumer that finds the copy gone finds the hash;
+//! - otherwise only content users delete: each counts its use (`HINCRBY` field `{seq}:used`) and
+//!   the one that reaches `content_users` deletes.
+//!
+//! Readers ([`lookup`], [`previous`]) never fail the caller: a Redis error is logged and the step
+//! is treated as unknown (the span then says why).
+
+use crate::compliance::StepHash;
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+/// How the lifecycle is run; the same on every replica (from `compliance:` in the config).
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    /// The producer's budget index (`snapshot_index`, default `vcon_otel:snaps`).
+    pub index_key: String,
+    /// How long a step record lives after its last write.
+    pub ttl: Duration,
+    /// Hosted tracers that need snapshot content (`jlinc` with `hash_event_data: false`).
+    pub content_users: u32,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle { index_key: "vcon_otel:snaps".into(), ttl: Duration::from_secs(900), content_users: 0 }
+    }
+}
+
+/// One step: the run's trace ID and the record's `seq`.
+pub type StepId = ([u8; 16], u64);
+
+/// The step record of a run.
+pub fn key(trace: &[u8; 16]) -> String {
+    format!("vcon_otel:steps:{}", hex::encode(trace))
+}
+
+/// `sha256hex` then optional ` s512=TOKEN` and ` n=P,D,A,T` (parties, dialog, analysis, attachments).
+pub fn encode(h: &StepHash) -> String {
+    let mut s = h.sha256_hex.clone();
+    if let Some(t) = &h.sha512_token {
+        s.push_str(" s512=");
+        s.push_str(t);
+    }
+    if let Some([p, d, a, t]) = h.counts {
+        s.push_str(&format!(" n={p},{d},{a},{t}"));
+    }
+    s
+}
+
+/// The inverse of [`encode`]; `None` for anything else (a field not written by the bridge).
+pub fn decode(s: &str) -> Option<StepHash> {
+    let mut parts = s.split(' ');
+    let sha = parts.next().filter(|h| crate::event::valid_sha256(h))?;
+    let mut h = StepHash { sha256_hex: sha.to_string(), sha512_token: None, counts: None };
+    for p in parts {
+        if let Some(t) = p.strip_prefix("s512=") {
+            h.sha512_token = Some(t.to_string());
+        } else if let Some(n) = p.strip_prefix("n=") {
+            let v: Vec<u64> = n.split(',').map(str::parse).collect::<Result<_, _>>().ok()?;
+            h.counts = Some(v.try_into().ok()?);
+        } else {
+            return None;
+        }
+    }
+    Some(h)
+}
+
+/// The known hashes of these steps, in order (one pipelined round trip).
+pub async fn lookup(conn: &ConnectionManager, steps: &[StepId]) -> Vec<Option<StepHash>> {
+    if steps.is_empty() {
+        return Vec::new();
+    }
+    let mut pipe = redis::pipe();
+    for (t, seq) in steps {
+        pipe.cmd("HGET").arg(key(t)).arg(seq);
+    }
+    match pipe.query_async::<Vec<Option<String>>>(&mut conn.clone()).await {
+        Ok(v) => v.into_iter().map(|s| s.as_deref().and_then(decode)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, steps = steps.len(), "cannot read step records; these steps have no hash");
+            vec![None; steps.len()]
+        }
+    }
+}
+
+/// The hash of the latest step of the run before `seq` (the document a step was given).
+pub async fn previous(conn: &ConnectionManager, trace: &[u8; 16], seq: u64) -> Option<StepHash> {
+    let all: Vec<(String, String)> = match redis::cmd("HGETALL").arg(key(trace)).query_async(&mut conn.clone()).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a step record; the previous step's hash is unknown");
+            return None;
+        }
+    };
+    all.into_iter()
+        .filter_map(|(f, v)| Some((f.parse::<u64>().ok()?, v)))
+        .filter(|(s, _)| *s < seq)
+        .max_by_key(|(s, _)| *s)
+        .and_then(|(_, v)| decode(&v))
+}
+
+/// A snapshot this consumer read and hashed.
+pub struct Settled<'a> {
+    pub step: StepId,
+    pub snapshot: &'a str,
+    pub hash: &'a StepHash,
+}
+
+/// Writes the step records of these hashed snapshots and deletes the snapshots this consumer is
+/// the one to delete (module header). `content_user`: this consumer used the snapshots' content.
+/// Returns how many snapshots it deleted.
+pub async fn settle(conn: &ConnectionManager, lc: &Lifecycle, done: &[Settled<'_>], content_user: bool) -> Result<usize, redis::RedisError> {
+    if done.is_empty() {
+        return Ok(0);
+    }
+    let ttl = lc.ttl.as_secs().max(1);
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for s in done {
+        let k = key(&s.step.0);
+        pipe.cmd("HSET").arg(&k).arg(s.step.1).arg(encode(s.hash)).ignore();
+        pipe.cmd("EXPIRE").arg(&k).arg(ttl).ignore();
+        if lc.content_users == 0 {
+            pipe.cmd("DEL").arg(s.snapshot).ignore();
+            pipe.cmd("ZREM").arg(&lc.index_key).arg(s.snapshot).ignore();
+        } else if content_user {
+            pipe.cmd("HINCRBY").arg(&k).arg(format!("{}:used", s.step.1)).arg(1);
+        }
+    }
+    let mut c = conn.clone();
+    if lc.content_users == 0 {
+        pipe.query_async::<()>(&mut c).await?;
+        return Ok(done.len());
+    }
+    let used: Vec<i64> = if content_user { pipe.query_async(&mut c).await? } else { pipe.query_async::<()>(&mut c).await.map(|_| Vec::new())? };
+    let last: Vec<&str> = done.iter().zip(&used).filter(|(_, n)| **n >= i64::from(lc.content_users)).map(|(s, _)| s.snapshot).collect();
+    if last.is_empty() {
+        return Ok(0);
+    }
+    let mut del = redis::pipe();
+    del.atomic();
+    for k in &last {
+        del.cmd("DEL").arg(*k).ignore();
+        del.cmd("ZREM").arg(&lc.index_key).arg(*k).ignore();
+    }
+    del.query_async::<()>(&mut c).await?;
+    Ok(last.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_hash_survives_its_encoding() {
+        let full = StepHash { sha256_hex: "ab".repeat(32), sha512_token: Some("sha512-AbC_-".into()), counts: Some([1, 2, 0, 7]) };
+        let bare = StepHash { sha256_hex: "0f".repeat(32), sha512_token: None, counts: None };
+        for h in [full, bare] {
+            assert_eq!(decode(&encode(&h)), Some(h));
+        }
+        assert_eq!(decode("not a hash"), None);
+        assert_eq!(decode(&format!("{} n=1,2", "ab".repeat(32))), None, "four counts or none");
+    }
+}
