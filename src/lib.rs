@@ -12,7 +12,8 @@
 //! Beside the flow: [`config`] (YAML -> `validate()` -> [`config::Config`]), [`event`] (the record
 //! schema and its one decoder), [`ingest`] (`POST /v1/events`), [`retry`] (failure classes and
 //! backoff for every network call), [`compliance`] (`Vcon.hash`, hash chain, audit log), [`ids`]
-//! (deterministic IDs), [`metrics`], [`admin`], [`health`], [`otlp`], [`clock`], [`tls`], [`demo`].
+//! (deterministic IDs), [`metrics`], [`admin`], [`health`], [`otlp`], [`clock`], [`tls`], [`demo`],
+//! [`telemetry`] (the process's logs and the bridge's own spans, `self_telemetry:`).
 
 pub mod admin;
 pub mod assemble;
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod retry;
 pub mod stream;
+pub mod telemetry;
 pub mod tls;
 pub mod tracers;
 

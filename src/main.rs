@@ -129,13 +129,15 @@ enum Command {
     },
 }
 
-fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.init();
+/// Logs on stderr, and the bridge's own spans when `self_telemetry` is enabled (on this thread,
+/// before any runtime). The guard flushes those spans when shut down; `None` when it cannot be built.
+fn init_logs(format: &str, self_telemetry: Option<&config::SelfTelemetry>) -> Option<vcon_otel::telemetry::Guard> {
+    match vcon_otel::telemetry::init(format, self_telemetry) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
     }
 }
 
@@ -155,7 +157,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(78);
                 }
                 if connect {
-                    init_logs(&cli.log_format);
+                    let _logs = init_logs(&cli.log_format, None);
                     return runtime().block_on(check_connect(&file, &c, std::time::Duration::from_secs(timeout_secs)));
                 }
                 println!("{}: ok", file.display());
@@ -182,7 +184,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run { config: path, admin_addr } => {
-            init_logs(&cli.log_format);
             let mut cfg = match load(&path) {
                 Ok(c) => c,
                 Err(e) => {
@@ -190,13 +191,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(78);
                 }
             };
+            let Some(logs) = init_logs(&cli.log_format, cfg.self_telemetry.as_ref()) else { return ExitCode::from(78) };
             if let Some(a) = admin_addr {
                 cfg.admin_addr = a;
             }
-            runtime().block_on(run(cfg))
+            let code = runtime().block_on(run(cfg));
+            logs.shutdown();
+            code
         }
         Command::Demo { admin_addr, vcons, workers, pace_ms, idle_timeout_secs, quiet, redis_url, stream, maxlen } => {
-            init_logs(&cli.log_format);
+            let _logs = init_logs(&cli.log_format, None);
             let opts = demo::Options { vcons, workers, pace: std::time::Duration::from_millis(pace_ms) };
             if let Some(url) = redis_url {
                 return runtime().block_on(demo::run_into_redis(&url, &stream, maxlen, opts));

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 /// Batches of entries between the reader and enrich, and of items between enrich and assemble.
 const BATCHES_IN_FLIGHT: usize = 4;
@@ -359,10 +360,12 @@ async fn expire(asm: &mut Assembler, redis: Option<&mut ConnectionManager>) -> V
     if expired.is_empty() {
         return vec![];
     }
+    let span = tracing::debug_span!("runs.close_idle", vcon_otel.runs.expired = expired.len());
     let finished = match redis {
-        Some(conn) => done::finished(conn, &expired.iter().map(|r| r.trace_id()).collect::<Vec<_>>()).await.into_iter().map(|m| m.is_some()).collect(),
+        Some(conn) => done::finished(conn, &expired.iter().map(|r| r.trace_id()).collect::<Vec<_>>()).instrument(span.clone()).await.into_iter().map(|m| m.is_some()).collect(),
         None => vec![false; expired.len()],
     };
+    let _in_span = span.enter();
     expired
         .into_iter()
         .zip(finished)

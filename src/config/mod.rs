@@ -11,12 +11,14 @@ mod conserver;
 mod export;
 mod http_ingest;
 mod redis;
+mod self_telemetry;
 mod tracers;
 
 pub use conserver::conserver_naming;
 pub use export::{Compression, Export, Protocol, RawExport, RawTls};
 pub use http_ingest::{HttpIngest, RawHttpIngest};
 pub use redis::{PasswordSource, RawRedis, RawRedisTls, Redis, RedisTls, Secret};
+pub use self_telemetry::{RawSelfTelemetry, SelfProtocol, SelfTelemetry};
 pub use tracers::{HostedConfig, RawChain, RawTracer};
 
 use serde::Deserialize;
@@ -55,6 +57,9 @@ pub struct RawConfig {
     pub conserver: RawConserver,
     #[serde(deserialize_with = "nullable")]
     pub compliance: RawCompliance,
+    /// The bridge's own spans, to an endpoint of their own (`self_telemetry::RawSelfTelemetry`).
+    #[serde(deserialize_with = "nullable")]
+    pub self_telemetry: RawSelfTelemetry,
     /// Seconds to drain and flush after SIGINT/SIGTERM before giving up (unacked entries stay pending).
     pub shutdown_grace_secs: Option<u64>,
     /// Hosted tracer modules, in the conserver's shape: `{NAME: {module: ..., options: {...}}}`.
@@ -168,6 +173,8 @@ pub struct Config {
     pub snapshot_index: String,
     /// `compliance.step_record_ttl_secs`.
     pub step_record_ttl: Duration,
+    /// The bridge's own traces; `None` when disabled (the default).
+    pub self_telemetry: Option<SelfTelemetry>,
 }
 
 /// One configuration problem: where, what, and how to fix it.
@@ -262,6 +269,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     };
 
     let export = export::resolve_export(raw.export, env, &mut p);
+    let self_telemetry = self_telemetry::resolve(raw.self_telemetry, &stream.consumer, env, &mut p);
 
     let admin_text = raw.admin.addr.unwrap_or_else(|| "127.0.0.1:9464".into());
     let admin_addr = parse_addr("admin.addr", &admin_text, &mut p);
@@ -303,6 +311,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             sha512_token: raw.compliance.sha512_token,
             snapshot_index: raw.compliance.snapshot_index.unwrap_or_else(|| "vcon_otel:snaps".into()),
             step_record_ttl: Duration::from_secs(raw.compliance.step_record_ttl_secs.unwrap_or(900).max(1)),
+            self_telemetry,
         })
     } else {
         Err(Problems(p))

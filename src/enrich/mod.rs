@@ -98,6 +98,7 @@ pub struct Enricher {
 impl Enricher {
     /// Enriches one read, in order. `None` when `stop` turned true while a dead letter could not be
     /// written (the read's entries then stay pending).
+    #[tracing::instrument(name = "enrich", level = "debug", skip_all, fields(messaging.batch.message_count = entries.len(), vcon_otel.enrich.rejected = tracing::field::Empty))]
     pub async fn enrich(&mut self, entries: Vec<Entry>, stop: &mut watch::Receiver<bool>) -> Option<Vec<Item>> {
         let mut decoded = Vec::with_capacity(entries.len());
         let mut rejected = Vec::new();
@@ -107,6 +108,7 @@ impl Enricher {
                 Err(why) => rejected.push((i, why)),
             }
         }
+        tracing::Span::current().record("vcon_otel.enrich.rejected", rejected.len());
         if !rejected.is_empty() && self.role != Role::Tracer {
             let letters: Vec<DeadLetter<'_>> = rejected
                 .iter()

@@ -46,6 +46,7 @@ pub async fn fetch_and_hash(conn: &ConnectionManager, keys: &[Option<&str>], sha
     out
 }
 
+#[tracing::instrument(name = "snapshot.fetch", level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis", db.operation.name = "JSON.GET", db.operation.batch.size = chunk.len()))]
 async fn fetch_chunk(mut conn: ConnectionManager, chunk: Vec<(usize, String)>, sha512: bool, keep: bool) -> Vec<(usize, Fetched)> {
     let mut pipe = redis::pipe();
     for (_, k) in &chunk {

@@ -91,6 +91,8 @@ impl Stage {
     }
 
     /// Sends one batch until accepted or permanently rejected; false when told to give up first.
+    /// The bridge's `export` span: attempts made and how it ended (`record_outcome`).
+    #[tracing::instrument(name = "export", level = "debug", skip_all, fields(otel.kind = "client", vcon_otel.export.spans = n, messaging.batch.message_count = entries.len(), vcon_otel.export.attempts = tracing::field::Empty, vcon_otel.export.outcome = tracing::field::Empty, otel.status_code = tracing::field::Empty))]
     async fn deliver(&mut self, req: &ExportTraceServiceRequest, n: usize, entries: &[Entry], give_up: &mut watch::Receiver<bool>) -> bool {
         let n = n as u64;
         let metrics = self.metrics.clone();
@@ -123,6 +125,7 @@ impl Stage {
                 break o;
             }
         };
+        record_outcome(&out);
         match out {
             retry::Outcome::Done { value: acc, .. } => {
                 let rejected = acc.rejected_spans.clamp(0, n as i64) as u64;
@@ -170,6 +173,21 @@ impl Stage {
             }
         };
         matches!(out, retry::Outcome::Done { .. })
+    }
+}
+
+/// Puts the attempt count and the outcome (`accepted`, `partial`, `rejected`, `stopped`) on the
+/// current `export` span; a rejection marks it failed.
+fn record_outcome(out: &retry::Outcome<client::Accepted>) {
+    let (attempts, outcome) = match out {
+        retry::Outcome::Done { value, attempts } => (*attempts, if value.rejected_spans > 0 { "partial" } else { "accepted" }),
+        retry::Outcome::GaveUp { attempts, .. } => (*attempts, "rejected"),
+        retry::Outcome::Stopped { attempts, .. } => (*attempts, "stopped"),
+    };
+    let span = tracing::Span::current();
+    span.record("vcon_otel.export.attempts", attempts).record("vcon_otel.export.outcome", outcome);
+    if outcome == "rejected" {
+        span.record("otel.status_code", "error");
     }
 }
 

@@ -29,6 +29,7 @@ impl Acker {
     }
 
     /// Acknowledges `ack`; true once Redis took it, false when `stop` turned true first.
+    #[tracing::instrument(name = "ack", level = "debug", skip_all, fields(otel.name = %format_args!("ack {}", self.stream), otel.kind = "client", messaging.system = "redis", messaging.operation.type = "settle", messaging.operation.name = "ack", messaging.destination.name = %self.stream, messaging.consumer.group.name = %self.group, messaging.batch.message_count = ack.ids.len(), vcon_otel.done_markers = ack.done.len()))]
     pub async fn ack(&mut self, ack: &Ack, stop: &mut watch::Receiver<bool>) -> bool {
         if ack.is_empty() {
             return true;

@@ -150,6 +150,7 @@ impl Group {
 
     /// Takes over entries pending longer than `claim_idle` with other consumers (at most one read's
     /// worth); acknowledges those trimmed from the stream meanwhile (nothing is left to read).
+    #[tracing::instrument(name = "reclaim", level = "debug", skip_all, fields(otel.name = %format_args!("reclaim {}", self.s.stream), otel.kind = "consumer", messaging.system = "redis", messaging.operation.type = "receive", messaging.operation.name = "reclaim", messaging.destination.name = %self.s.stream, messaging.consumer.group.name = %self.s.group, messaging.client.id = %self.s.consumer, messaging.batch.message_count = tracing::field::Empty))]
     async fn reclaim(&mut self) -> redis::RedisResult<Vec<Entry>> {
         let mut start = "0-0".to_string();
         let mut all = Vec::new();
@@ -178,6 +179,7 @@ impl Group {
         if !all.is_empty() {
             tracing::info!(group = %self.s.group, entries = all.len(), "reclaimed entries left pending by another consumer");
         }
+        tracing::Span::current().record("messaging.batch.message_count", all.len());
         Ok(all)
     }
 
@@ -219,6 +221,9 @@ pub async fn ensure(conn: &mut ConnectionManager, stream: &str, group: &str, sta
     }
 }
 
+/// One `XREADGROUP` (blocking up to `block` for new entries; at once for own pending ones): the
+/// bridge's `receive {stream}` span.
+#[tracing::instrument(name = "receive", level = "debug", skip_all, fields(otel.name = %format_args!("receive {}", s.stream), otel.kind = "consumer", messaging.system = "redis", messaging.operation.type = "receive", messaging.operation.name = "receive", messaging.destination.name = %s.stream, messaging.consumer.group.name = %s.group, messaging.client.id = %s.consumer, vcon_otel.pending_only = cursor.is_some(), messaging.batch.message_count = tracing::field::Empty))]
 async fn read_once(reader: &mut ConnectionManager, s: &GroupSettings, cursor: Option<&str>) -> redis::RedisResult<Vec<Entry>> {
     let mut cmd = redis::cmd("XREADGROUP");
     cmd.arg("GROUP").arg(&s.group).arg(&s.consumer).arg("COUNT").arg(s.read_count);
@@ -227,6 +232,7 @@ async fn read_once(reader: &mut ConnectionManager, s: &GroupSettings, cursor: Op
     }
     cmd.arg("STREAMS").arg(&s.stream).arg(cursor.unwrap_or(">"));
     let reply: ReadReply = cmd.query_async(reader).await?;
+    tracing::Span::current().record("messaging.batch.message_count", reply.0.len());
     Ok(reply.0)
 }
 

@@ -98,6 +98,7 @@ impl Runner {
 
     /// One invocation (with retries) for `steps`; false when shutdown interrupted it. Records given
     /// up are reported through `give_ups` (counted; one line per interval, `give_up`).
+    #[tracing::instrument(name = "tracer.deliver", level = "debug", skip_all, fields(otel.kind = "client", vcon_otel.tracer = %self.hosted.name, vcon_otel.tracer.module = self.hosted.module, messaging.batch.message_count = steps.len(), vcon_otel.tracer.attempts = tracing::field::Empty, vcon_otel.tracer.outcome = tracing::field::Empty, otel.status_code = tracing::field::Empty))]
     async fn deliver(&mut self, steps: &[Step<'_>], stop: &mut watch::Receiver<bool>, give_ups: &mut GiveUps) -> bool {
         let started_ns = crate::clock::now_ns();
         let result = self.invoke(steps, stop).await;
@@ -107,6 +108,7 @@ impl Runner {
             Result_::Delivered(d, n) => ("ok", *n, Some(d), None),
             Result_::Failed(f, n) => (if f.reason() == Reason::Timeout { "timeout" } else { "error" }, *n, None, Some(f.to_string())),
         };
+        tracing::Span::current().record("vcon_otel.tracer.outcome", outcome).record("vcon_otel.tracer.attempts", attempts).record("otel.status_code", if error.is_some() { "error" } else { "unset" });
         let end_ns = crate::clock::now_ns();
         if let Result_::Failed(f, n) = &result {
             give_ups.record(f, steps.len(), *n, &self.metrics, Instant::now());

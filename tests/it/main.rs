@@ -15,4 +15,5 @@ mod python_e2e;
 mod redis_tls;
 mod replicas;
 mod tracer_failures;
+mod self_telemetry;
 mod tracers;

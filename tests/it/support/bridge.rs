@@ -20,6 +20,11 @@ pub fn binary() -> &'static str {
 impl Bridge {
     /// `vcon-otel run --config <yaml>` with the admin listener on a free port; waits for /readyz.
     pub fn run(config_yaml: &str) -> Bridge {
+        Bridge::run_with_env(config_yaml, &[])
+    }
+
+    /// `run` with extra environment variables for the process.
+    pub fn run_with_env(config_yaml: &str, env: &[(&str, &str)]) -> Bridge {
         let dir = super::temp_dir();
         let cfg = dir.path().join("vcon-otel.yml");
         std::fs::write(&cfg, config_yaml).unwrap();
@@ -30,6 +35,7 @@ impl Bridge {
             .args(["run", "--config", cfg.to_str().unwrap(), "--admin-addr", &format!("127.0.0.1:{admin_port}")])
             .env("RUST_LOG", "info,vcon_otel=debug")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone().unwrap()))
             .stderr(Stdio::from(out))
             .spawn()

@@ -31,7 +31,7 @@ struct State {
     script: VecDeque<Answer>,
     accepted: Vec<ExportTraceServiceRequest>,
     answered: Vec<&'static str>,
-    /// gRPC request metadata (ASCII entries), per request.
+    /// gRPC request metadata (ASCII entries) or HTTP request headers, per request.
     metadata: Vec<Vec<(String, String)>>,
     /// While set, every request is answered `Unavailable` (a collector outage), script or not.
     down: bool,
@@ -172,6 +172,8 @@ async fn http_export(
         _ => body.to_vec(),
     };
     let req = ExportTraceServiceRequest::decode(raw.as_slice()).expect("protobuf body");
+    let md = headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    state.lock().unwrap().metadata.push(md);
     let answer = state.lock().unwrap().next(req);
     let ok = |resp: ExportTraceServiceResponse| {
         ([("content-type", "application/x-protobuf")], resp.encode_to_vec()).into_response()
@@ -288,7 +290,7 @@ impl Receiver {
             .collect()
     }
 
-    /// The value of a gRPC metadata entry in every request so far.
+    /// The value of a gRPC metadata entry (or HTTP header) in every request so far.
     pub fn metadata(&self, key: &str) -> Vec<Option<String>> {
         self.state.lock().unwrap().metadata.iter().map(|m| m.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())).collect()
     }
