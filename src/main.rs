@@ -98,8 +98,9 @@ enum Command {
         canonical: bool,
     },
     /// Check a vCon against the audit log: is its hash the last recorded step's, and is every run's
-    /// hash chain intact? Exit 0 yes; 1 the vCon does not match; 2 a chain is broken (the first
-    /// broken record is named); 3 no record of this vCon; 64 unreadable input.
+    /// hash chain intact and terminated? Exit 0 yes; 1 the vCon does not match; 2 a chain is broken
+    /// or a record altered (the first such record is named); 3 no record of this vCon; 4 a run's end
+    /// is not proven (no terminal record covers its last steps); 64 unreadable input or key.
     Verify {
         #[arg(long)]
         vcon: PathBuf,
@@ -109,6 +110,12 @@ enum Command {
         /// The vCon UUID to look for (default: the document's "uuid").
         #[arg(long)]
         vcon_uuid: Option<String>,
+        /// Check every record's MAC with the key in this environment variable.
+        #[arg(long, conflicts_with = "hmac_key_file")]
+        hmac_key_env: Option<String>,
+        /// Check every record's MAC with the key in this file.
+        #[arg(long)]
+        hmac_key_file: Option<PathBuf>,
     },
     /// Print the trace and span IDs of a run (docs/events.md, "Identities").
     Ids {
@@ -162,7 +169,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Hash { files, canonical } => hash(files, canonical),
-        Command::Verify { vcon, audit_log, vcon_uuid } => verify(vcon, audit_log, vcon_uuid),
+        Command::Verify { vcon, audit_log, vcon_uuid, hmac_key_env, hmac_key_file } => {
+            use vcon_otel::compliance::seal::KeySource;
+            let key = hmac_key_env.map(KeySource::Env).or(hmac_key_file.map(KeySource::File));
+            verify(vcon, audit_log, vcon_uuid, key)
+        }
         Command::Ids { vcon_uuid, run, links } => {
             use vcon_otel::ids::{span_id, trace_id, SpanRole};
             println!("trace_id {}", hex::encode(trace_id(&vcon_uuid, &run)));
@@ -229,8 +240,15 @@ fn hash(files: Vec<PathBuf>, canonical: bool) -> ExitCode {
 }
 
 /// `vcon-otel verify`: exit codes as documented on the command.
-fn verify(vcon: PathBuf, audit_log: Vec<PathBuf>, vcon_uuid: Option<String>) -> ExitCode {
-    use vcon_otel::compliance::audit_log::{verify, Verdict};
+fn verify(vcon: PathBuf, audit_log: Vec<PathBuf>, vcon_uuid: Option<String>, key: Option<vcon_otel::compliance::seal::KeySource>) -> ExitCode {
+    use vcon_otel::compliance::verify::verify;
+    let key = match key.map(|k| k.load()).transpose() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(64);
+        }
+    };
     let bytes = match std::fs::read(&vcon) {
         Ok(b) => b,
         Err(e) => {
@@ -238,20 +256,41 @@ fn verify(vcon: PathBuf, audit_log: Vec<PathBuf>, vcon_uuid: Option<String>) -> 
             return ExitCode::from(64);
         }
     };
-    match verify(&bytes, &audit_log, vcon_uuid.as_deref()) {
+    match verify(&bytes, &audit_log, vcon_uuid.as_deref(), key.as_ref()) {
         Ok(v) => {
-            match &v {
-                Verdict::Ok { runs, steps } => println!("ok: the vCon matches the last recorded step; {runs} run(s), {steps} step(s), every chain intact"),
-                Verdict::VconMismatch { expected, actual, record } => println!("MISMATCH: the vCon hashes to {actual}, the last recorded step ({record}) says {expected}"),
-                Verdict::ChainBroken { at, record_id, why } => println!("BROKEN at {at} (record {record_id}): {why}"),
-                Verdict::NoRecords => println!("no audit record names this vCon"),
-            }
+            println!("{}", verdict_text(&v));
             ExitCode::from(v.exit_code())
         }
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(64)
         }
+    }
+}
+
+/// What `verify` prints for a verdict (the first line says it; the rest say what was not proven).
+fn verdict_text(v: &vcon_otel::compliance::verify::Verdict) -> String {
+    use vcon_otel::compliance::verify::{Keying, Verdict};
+    match v {
+        Verdict::Ok { runs, steps, repeats, keying } => {
+            let mut s = format!("ok: the vCon matches the last recorded step; {runs} run(s), {steps} step(s), every chain intact and terminated");
+            if *repeats > 0 {
+                s += &format!("; {repeats} identical repeated record(s) (re-delivery after a crash) counted once");
+            }
+            s += match keying {
+                Keying::Checked => "\nkeyed: every record's MAC verified",
+                Keying::NotChecked => "\nnot proven: the records carry MACs but no key was given (--hmac-key-env/--hmac-key-file), so a consistently rewritten chain would not be detected",
+                Keying::Unkeyed => "\nnot proven: the log is not keyed, so a consistently rewritten chain (every later record recomputed) cannot be detected; set hmac_key_env or hmac_key_file on the audit_log tracer",
+            };
+            s
+        }
+        Verdict::VconMismatch { expected, actual, record } => format!("MISMATCH: the vCon hashes to {actual}, the last recorded step ({record}) says {expected}"),
+        Verdict::ChainBroken { at, record_id, why } => format!("BROKEN at {at} (record {record_id}): {why}"),
+        Verdict::Unterminated { run, steps, covered, last } => match covered {
+            None => format!("UNTERMINATED: run {run} has {steps} intact step(s) but no terminal record after {last}: the run is still open, or its last record(s) were deleted"),
+            Some(n) => format!("UNTERMINATED: run {run} has {steps} intact step(s) but its terminal record covers {n}: written by a process that missed the later steps after a crash, or steps were added"),
+        },
+        Verdict::NoRecords => "no audit record names this vCon".into(),
     }
 }
 

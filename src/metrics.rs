@@ -1,8 +1,12 @@
 //! Every metric of the bridge, on one owned registry (`docs/metrics.md` is the table of names).
 //!
-//! Labels that come from producers (`chain`, `link`, `storage`, `tracer`) pass through a
-//! [`LabelGuard`] that keeps at most `max_label_values` distinct values per label and reports the
-//! rest as `other`, so no producer can blow up the series count. No metric carries a vCon UUID.
+//! Labels that come from producers (`chain`, `link`, `storage`, `tracer`) are only ever set through
+//! the `*_labels` methods below, which pass them through the [`guard`]s: values cut to
+//! `metrics.max_label_len` bytes, at most `metrics.max_label_values` values per label and
+//! `metrics.max_series_per_family` label combinations per family, the rest reported as `other`
+//! and counted. No metric carries a vCon UUID.
+
+pub mod guard;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -11,8 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::collections::HashSet;
-use std::sync::Mutex;
+pub use guard::{Bounds, LabelGuard, SeriesGuard, OTHER};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceEvent {
@@ -68,6 +71,14 @@ pub struct ChainLabels {
     pub outcome: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LabelName {
+    pub label: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FamilyLabel {
+    pub family: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RootLabel {
     /// `here`: this replica exported the run's root; `elsewhere`: another replica did.
     pub root: &'static str,
@@ -93,31 +104,6 @@ fn ex_histogram() -> HistogramWithExemplars<TraceExemplar> {
 
 fn histogram() -> Histogram {
     Histogram::new(duration_buckets())
-}
-
-/// Keeps a label's distinct values bounded.
-pub struct LabelGuard {
-    max: usize,
-    seen: Mutex<HashSet<String>>,
-}
-
-impl LabelGuard {
-    fn new(max: usize) -> Self {
-        LabelGuard { max, seen: Mutex::new(HashSet::new()) }
-    }
-
-    /// The value to use as a label: `value` while fewer than `max` values were seen, else `other`.
-    pub fn admit(&self, value: &str) -> String {
-        let mut seen = self.seen.lock().expect("label guard poisoned");
-        if seen.contains(value) {
-            return value.to_string();
-        }
-        if seen.len() < self.max {
-            seen.insert(value.to_string());
-            return value.to_string();
-        }
-        "other".to_string()
-    }
 }
 
 /// All metric handles. Cheap to share behind an `Arc`.
@@ -158,15 +144,33 @@ pub struct Metrics {
     pub inflight_entries: Gauge,
     pub redis_up: Gauge,
     pub http_connections: Gauge,
-    pub chains: LabelGuard,
-    pub links: LabelGuard,
-    pub storages: LabelGuard,
-    pub tracers: LabelGuard,
+    pub labels_truncated: Family<LabelName, Counter>,
+    pub labels_folded: Family<LabelName, Counter>,
+    pub series_folded: Family<FamilyLabel, Counter>,
+    chains: LabelGuard,
+    links: LabelGuard,
+    storages: LabelGuard,
+    tracers: LabelGuard,
+    link_series: SeriesGuard,
+    storage_series: SeriesGuard,
+    chain_series: SeriesGuard,
+    tracer_call_series: SeriesGuard,
+    tracer_series: SeriesGuard,
+    tracer_failure_series: SeriesGuard,
 }
 
 impl Metrics {
-    /// Creates and registers every metric; `max_label_values` bounds each producer-supplied label.
+    /// Every metric, with `max_label_values` values per producer label and the other bounds at
+    /// their defaults.
     pub fn new(max_label_values: usize) -> Self {
+        Metrics::with_bounds(Bounds { max_values: max_label_values, ..Bounds::default() })
+    }
+
+    /// Creates and registers every metric; `bounds` limit the producer-supplied labels.
+    pub fn with_bounds(bounds: Bounds) -> Self {
+        let (truncated, folded, series) = (Family::<LabelName, Counter>::default(), Family::<LabelName, Counter>::default(), Family::<FamilyLabel, Counter>::default());
+        let label = |label: &'static str| LabelGuard::new(bounds, truncated.get_or_create(&LabelName { label }).clone(), folded.get_or_create(&LabelName { label }).clone());
+        let family = |family: &'static str| SeriesGuard::new(bounds, series.get_or_create(&FamilyLabel { family }).clone());
         let mut m = Metrics {
             registry: Registry::default(),
             events_ingested: Family::default(),
@@ -203,10 +207,19 @@ impl Metrics {
             inflight_entries: Gauge::default(),
             redis_up: Gauge::default(),
             http_connections: Gauge::default(),
-            chains: LabelGuard::new(max_label_values),
-            links: LabelGuard::new(max_label_values),
-            storages: LabelGuard::new(max_label_values),
-            tracers: LabelGuard::new(max_label_values),
+            chains: label("chain"),
+            links: label("link"),
+            storages: label("storage"),
+            tracers: label("tracer"),
+            link_series: family("vcon_otel_link_duration_seconds"),
+            storage_series: family("vcon_otel_storage_duration_seconds"),
+            chain_series: family("vcon_otel_chain_duration_seconds"),
+            tracer_call_series: family("vcon_otel_tracer_duration_seconds"),
+            tracer_series: family("vcon_otel_tracer_retries"),
+            tracer_failure_series: family("vcon_otel_tracer_failures"),
+            labels_truncated: truncated.clone(),
+            labels_folded: folded.clone(),
+            series_folded: series.clone(),
         };
         m.register_all();
         m
@@ -250,6 +263,9 @@ impl Metrics {
         r.register("vcon_otel_inflight_entries", "Entries read by this bridge and not yet acknowledged", m.inflight_entries.clone());
         r.register("vcon_otel_redis_up", "1 while Redis answers the health probe's PING, else 0", m.redis_up.clone());
         r.register("vcon_otel_http_connections", "Open connections of the POST /v1/events listener", m.http_connections.clone());
+        r.register("vcon_otel_label_values_truncated", "Producer label values cut to metrics.max_label_len bytes, by label", m.labels_truncated.clone());
+        r.register("vcon_otel_label_values_folded", "Producer label values reported as other: metrics.max_label_values values were taken, by label", m.labels_folded.clone());
+        r.register("vcon_otel_series_folded", "Observations whose producer labels were reported as other: metrics.max_series_per_family combinations were taken, by family", m.series_folded.clone());
         let build = Family::<VersionLabel, Gauge>::default();
         build.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION") }).set(1);
         r.register("vcon_otel_build_info", "Build information; always 1", build);
@@ -257,9 +273,38 @@ impl Metrics {
 
     /// Records one tracer invocation (latency and outcome) under bounded labels.
     pub fn tracer_call(&self, tracer: &str, side: &'static str, outcome: &'static str, seconds: f64) {
-        let labels = TracerLabels { tracer: self.tracers.admit(tracer), side, outcome };
+        let tracer = fold(&self.tracer_call_series, self.tracers.admit(tracer), &[side, outcome]);
+        let labels = TracerLabels { tracer, side, outcome };
         self.tracer_duration.get_or_create(&labels).observe(seconds);
         self.tracer_calls.get_or_create(&labels).inc();
+    }
+
+    /// Bounded labels of a hosted tracer's retries, queue depth and DLQ pushes.
+    pub fn tracer_label(&self, tracer: &str) -> TracerLabel {
+        TracerLabel { tracer: fold(&self.tracer_series, self.tracers.admit(tracer), &[]) }
+    }
+
+    /// Bounded labels of `vcon_otel_tracer_failures_total`.
+    pub fn tracer_reason_labels(&self, tracer: &str, reason: &'static str) -> TracerReasonLabels {
+        TracerReasonLabels { tracer: fold(&self.tracer_failure_series, self.tracers.admit(tracer), &[reason]), reason }
+    }
+
+    /// Bounded labels of `vcon_otel_link_duration_seconds`.
+    pub fn link_labels(&self, chain: &str, link: &str, outcome: &'static str) -> LinkLabels {
+        let (chain, link) = fold2(&self.link_series, self.chains.admit(chain), self.links.admit(link), outcome);
+        LinkLabels { chain, link, outcome }
+    }
+
+    /// Bounded labels of `vcon_otel_storage_duration_seconds`.
+    pub fn storage_labels(&self, chain: &str, storage: &str, outcome: &'static str) -> StorageLabels {
+        let (chain, storage) = fold2(&self.storage_series, self.chains.admit(chain), self.storages.admit(storage), outcome);
+        StorageLabels { chain, storage, outcome }
+    }
+
+    /// Bounded labels of `vcon_otel_chain_duration_seconds` and `vcon_otel_runs_total` (one guard:
+    /// the two families always carry the same label sets).
+    pub fn chain_labels(&self, chain: &str, outcome: &'static str) -> ChainLabels {
+        ChainLabels { chain: fold(&self.chain_series, self.chains.admit(chain), &[outcome]), outcome }
     }
 
     /// The exposition in OpenMetrics text format.
@@ -268,6 +313,15 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding to a String cannot fail");
         out
     }
+}
+
+/// `value`, or `other` when its family has no room for this combination.
+fn fold(series: &SeriesGuard, value: String, fixed: &[&str]) -> String {
+    if series.admit(&[&value], fixed) { value } else { OTHER.to_string() }
+}
+
+fn fold2(series: &SeriesGuard, a: String, b: String, outcome: &str) -> (String, String) {
+    if series.admit(&[&a, &b], &[outcome]) { (a, b) } else { (OTHER.to_string(), OTHER.to_string()) }
 }
 
 /// An exemplar for a trace ID.
@@ -282,10 +336,60 @@ mod tests {
     #[test]
     fn label_values_are_bounded() {
         let m = Metrics::new(2);
-        assert_eq!(m.chains.admit("a"), "a");
-        assert_eq!(m.chains.admit("b"), "b");
-        assert_eq!(m.chains.admit("c"), "other");
-        assert_eq!(m.chains.admit("a"), "a");
+        assert_eq!(m.chain_labels("a", "complete").chain, "a");
+        assert_eq!(m.chain_labels("b", "complete").chain, "b");
+        assert_eq!(m.chain_labels("c", "complete").chain, "other");
+        assert_eq!(m.chain_labels("a", "failed").chain, "a");
+        assert!(m.encode().contains("vcon_otel_label_values_folded_total{label=\"chain\"} 1"));
+    }
+
+    #[test]
+    fn chain_link_combinations_past_the_family_bound_are_folded_and_counted() {
+        let m = Metrics::with_bounds(Bounds { max_values: 100, max_len: 64, max_series: 10 });
+        for c in 0..5 {
+            for l in 0..5 {
+                let labels = m.link_labels(&format!("c{c}"), &format!("l{l}"), "ok");
+                m.link_duration.get_or_create(&labels).observe(0.1, None, None);
+            }
+        }
+        let text = m.encode();
+        let series = text.lines().filter(|l| l.starts_with("vcon_otel_link_duration_seconds_count{")).count();
+        assert_eq!(series, 11, "10 combinations and one other×other: {text}");
+        assert!(text.contains("vcon_otel_link_duration_seconds_count{chain=\"other\",link=\"other\",outcome=\"ok\"} 15"), "{text}");
+        assert!(text.contains("vcon_otel_series_folded_total{family=\"vcon_otel_link_duration_seconds\"} 15"), "{text}");
+    }
+
+    /// Every family with producer labels filled past its bound, every label value as long as
+    /// allowed and made of characters the exposition escapes, every bucket with an exemplar.
+    #[test]
+    fn worst_case_exposition_stays_under_a_few_megabytes() {
+        let b = Bounds::default();
+        let m = Metrics::with_bounds(b);
+        let name = |i: usize| format!("{i}{}", "\"".repeat(b.max_len));
+        let secs = [0.0001, 0.001, 0.002, 0.004, 0.008, 0.02, 0.04, 0.08, 0.2, 0.4, 0.8, 2.0, 4.0, 8.0, 20.0, 50.0, 200.0, 900.0];
+        // 25 × 21 value pairs (within max_values per label) make more than max_series combinations.
+        for i in 0..b.max_series + 25 {
+            let (x, y) = (name(i % 25), name(100 + i / 25));
+            let ex = exemplar(&[i as u8; 16]);
+            for s in secs {
+                for o in ["ok", "halted", "error"] {
+                    m.link_duration.get_or_create(&m.link_labels(&x, &y, o)).observe(s, ex.clone(), None);
+                    m.storage_duration.get_or_create(&m.storage_labels(&x, &y, o)).observe(s, ex.clone(), None);
+                    m.tracer_call(&name(i), "conserver", o, s);
+                    m.tracer_call(&name(i), "bridge", o, s);
+                }
+                for o in ["complete", "halted", "failed", "incomplete"] {
+                    m.chain_duration.get_or_create(&m.chain_labels(&name(i), o)).observe(s, ex.clone(), None);
+                    m.runs.get_or_create(&m.chain_labels(&name(i), o)).inc();
+                }
+            }
+            m.tracer_retries.get_or_create(&m.tracer_label(&name(i))).inc();
+            m.tracer_queue_depth.get_or_create(&m.tracer_label(&name(i))).set(1);
+            m.dlq_pushes.get_or_create(&m.tracer_label(&name(i))).inc();
+        }
+        let size = m.encode().len();
+        eprintln!("worst-case /metrics with the default bounds: {size} bytes");
+        assert!(size < 6 << 20, "{size} bytes");
     }
 
     #[test]

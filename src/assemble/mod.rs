@@ -16,7 +16,7 @@
 pub mod run;
 pub mod spans;
 
-use crate::compliance::audit_log::AuditRecord;
+use crate::compliance::audit_log::{AuditRecord, Terminal};
 use crate::compliance::{chain, StepHash};
 use crate::enrich::{Enriched, Item};
 use crate::event::{ChainOutcome, EventKind, Producer, Record};
@@ -76,6 +76,9 @@ pub struct FinishedSpan {
     pub acks: Vec<Entry>,
     /// Set on root spans: once accepted, mark the run done so other replicas acknowledge their part.
     pub root_of: Option<crate::stream::done::RunDone>,
+    /// Set on the root span of an audited run whose hash chain is whole here: the run's terminal
+    /// audit record, written with the batch once the root is accepted.
+    pub terminal: Option<AuditRecord>,
 }
 
 /// What the assembler hands to the exporter, in order.
@@ -179,8 +182,11 @@ impl Assembler {
                 (_, Some(ChainOutcome::Halted)) => RunOutcome::Halted,
                 _ => RunOutcome::Complete,
             };
+            let terminal = run.as_ref().and_then(|o| self.terminal(o, outcome, r.ts_ns));
             let end = spans::End { record: &r, chain: chain.as_deref() };
-            out.push(Output::Span(spans::root(run, Some(end), outcome, &self.metrics)));
+            let mut root = spans::root(run, Some(end), outcome, &self.metrics);
+            root.terminal = terminal;
+            out.push(Output::Span(root));
         }
         // The entry is acknowledged with the last span it produced.
         match out.iter_mut().rev().find_map(|o| match o {
@@ -228,6 +234,7 @@ impl Assembler {
         };
         let prev = run.hash_chain;
         run.hash_chain = chain::step(&prev, &name, index, &h.sha256_hex);
+        run.chain_steps += 1;
         let value = hex::encode(run.hash_chain);
         if let Some(policy) = &self.settings.audit_retention {
             let current = match r.event {
@@ -249,6 +256,7 @@ impl Assembler {
                 prev_chain: hex::encode(prev),
                 chain: value.clone(),
                 retention_policy: policy.clone(),
+                mac: None,
             }));
         }
         Some(value)
@@ -286,7 +294,22 @@ impl Assembler {
 
     /// The root span of a run nobody ended: outcome `incomplete`.
     pub fn close_incomplete(&self, run: OpenRun) -> Output {
-        Output::Span(spans::root(Some(run), None, RunOutcome::Incomplete, &self.metrics))
+        let terminal = self.terminal(&run, RunOutcome::Incomplete, run.last_ns);
+        let mut root = spans::root(Some(run), None, RunOutcome::Incomplete, &self.metrics);
+        root.terminal = terminal;
+        Output::Span(root)
+    }
+
+    /// The run's terminal audit record (`audit_log.rs`), when auditing and the chain is whole here
+    /// (a run whose chain stopped gets none: `verify` then reports it unterminated).
+    fn terminal(&self, run: &OpenRun, outcome: RunOutcome, end_ns: u64) -> Option<AuditRecord> {
+        let policy = self.settings.audit_retention.as_deref()?;
+        if run.chain_broken {
+            return None;
+        }
+        let current = run.final_uuid.as_deref().unwrap_or(&run.vcon_uuid);
+        let t = Terminal { vcon_uuid: &run.vcon_uuid, current_uuid: current, run: &run.run, outcome: outcome.as_str(), steps: run.chain_steps, chain_after: &run.hash_chain, end_ns, retention_policy: policy };
+        Some(t.record())
     }
 
     fn remove(&mut self, key: &RunKey) -> Option<OpenRun> {

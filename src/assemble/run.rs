@@ -45,6 +45,8 @@ pub struct OpenRun {
     /// The chain cannot be continued: a record is missing (sequence gap) or the run's opening was
     /// not seen by this process.
     pub(super) chain_broken: bool,
+    /// Steps chained so far (the terminal audit record counts them).
+    pub(super) chain_steps: u32,
     pub(super) next_seq: Option<u64>,
     /// Entries that opened or fed the run and produced no span of their own.
     pub held: Vec<Entry>,
@@ -78,6 +80,7 @@ impl OpenRun {
             storage_starts: HashMap::new(),
             hash_chain: chain::genesis(&r.vcon_uuid, &r.run),
             chain_broken: !(r.event == EventKind::ChainStart || r.link_index == Some(-1)),
+            chain_steps: 0,
             next_seq: None,
             held: Vec::new(),
         }

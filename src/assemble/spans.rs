@@ -8,7 +8,7 @@ use super::{FinishedSpan, RunOutcome};
 use crate::compliance::StepHash;
 use crate::event::{EventKind, Record, RunRef, TraceParent};
 use crate::ids::{self, SpanRole};
-use crate::metrics::{self, ChainLabels, LinkLabels, Metrics, StorageLabels};
+use crate::metrics::{self, Metrics};
 use crate::otlp::{kv_bool, kv_int, kv_str, span, status, KeyValue, Span, Status};
 use crate::stream::done::RunDone;
 
@@ -51,7 +51,7 @@ pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed
     }
     apply_error(&mut s, r);
     add_traceparent_link(&mut s, r.traceparent.as_ref());
-    let labels = LinkLabels { chain: m.chains.admit(chain.unwrap_or("unknown")), link: m.links.admit(&name), outcome };
+    let labels = m.link_labels(chain.unwrap_or("unknown"), &name, outcome);
     m.link_duration.get_or_create(&labels).observe(secs(start.0, r.ts_ns), metrics::exemplar(&trace_id), None);
     step_finished(s, r, run)
 }
@@ -69,7 +69,7 @@ pub fn storage(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Has
     apply_error(&mut s, r);
     add_traceparent_link(&mut s, r.traceparent.as_ref());
     let outcome = if r.event == EventKind::StorageError { "error" } else { "ok" };
-    let labels = StorageLabels { chain: m.chains.admit(chain.unwrap_or("unknown")), storage: m.storages.admit(&name), outcome };
+    let labels = m.storage_labels(chain.unwrap_or("unknown"), &name, outcome);
     m.storage_duration.get_or_create(&labels).observe(secs(start.0, r.ts_ns), metrics::exemplar(&trace_id), None);
     step_finished(s, r, run)
 }
@@ -107,7 +107,7 @@ fn step_span(
 
 /// A step's span as finished: its producer is the record's, else the one its run opened with.
 fn step_finished(span: Span, r: &Record, run: Option<&OpenRun>) -> FinishedSpan {
-    FinishedSpan { span, producer: r.producer.clone().or(run.and_then(|x| x.producer.clone())), acks: vec![], root_of: None }
+    FinishedSpan { span, producer: r.producer.clone().or(run.and_then(|x| x.producer.clone())), acks: vec![], root_of: None, terminal: None }
 }
 
 /// The record that ended a run, with its chain name.
@@ -176,10 +176,10 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
     if outcome == RunOutcome::Incomplete {
         s.events.push(event(end_ns, "vcon_otel.run.incomplete", vec![kv_str("reason", "no ending record before runs.idle_timeout")]));
     }
-    let labels = ChainLabels { chain: m.chains.admit(chain.as_deref().unwrap_or("unknown")), outcome: outcome.as_str() };
+    let labels = m.chain_labels(chain.as_deref().unwrap_or("unknown"), outcome.as_str());
     m.chain_duration.get_or_create(&labels).observe(secs(start, end_ns), metrics::exemplar(&trace_id), None);
     m.runs.get_or_create(&labels).inc();
-    FinishedSpan { span: s, producer, acks, root_of: Some(RunDone { trace_id, end_ns }) }
+    FinishedSpan { span: s, producer, acks, root_of: Some(RunDone { trace_id, end_ns }), terminal: None }
 }
 
 /// The root's attributes from the run as a whole: final UUID, ingress list, entering/final hashes
@@ -260,7 +260,7 @@ pub fn tracer_outcome(r: &Record, t: &TracerOutcome<'_>) -> FinishedSpan {
     s.attributes = attrs;
     s.events.push(event(end, "tracer.outcome", event_attrs));
     s.status = st;
-    FinishedSpan { span: s, producer: r.producer.clone(), acks: vec![], root_of: None }
+    FinishedSpan { span: s, producer: r.producer.clone(), acks: vec![], root_of: None, terminal: None }
 }
 
 /// The span event of a record that opens a run (a pre-chain tracer call, a `chain_start`).

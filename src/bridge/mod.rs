@@ -78,7 +78,11 @@ impl Bridge {
         let mut b = Bridge::with_sink(config, sink)?;
         b.audit = match &b.config.audit_log {
             Some(a) => Some(AuditLog::open(a.clone()).map_err(|e| {
-                anyhow::anyhow!("tracers.{}.options.path={}: cannot open the audit log: {e}", b.config.audit_log_name.as_deref().unwrap_or("audit_log"), a.path.display())
+                let name = b.config.audit_log_name.as_deref().unwrap_or("audit_log");
+                match e.kind() {
+                    std::io::ErrorKind::InvalidInput => anyhow::anyhow!("tracers.{name}.options.{e}"),
+                    _ => anyhow::anyhow!("tracers.{name}.options.path={}: cannot open the audit log: {e}", a.path.display()),
+                }
             })?),
             None => None,
         };
@@ -130,7 +134,7 @@ impl Bridge {
             max_batch_delay: e.map_or(Duration::from_millis(200), |e| e.max_batch_delay),
             retry: Policy::forever(e.map_or(Duration::from_millis(100), |e| e.initial_backoff), e.map_or(Duration::from_secs(30), |e| e.max_backoff)),
         };
-        let metrics = Arc::new(Metrics::new(config.max_label_values));
+        let metrics = Arc::new(Metrics::with_bounds(config.metric_bounds));
         Ok(Bridge {
             config,
             metrics,

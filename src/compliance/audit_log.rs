@@ -1,17 +1,21 @@
-//! The `audit_log` tracer's file: append-only JSON Lines compliance records, and their offline
-//! verification (`vcon-otel verify`).
+//! The `audit_log` tracer's file: append-only JSON Lines compliance records (checked offline by
+//! `verify.rs`, `vcon-otel verify`).
 //!
 //! One line per step of a run, in step order: the content hash of the vCon at that step
 //! (`Vcon.hash`), the chain value before and after the step (`chain.rs`), ids and times — never vCon
-//! content or party identifiers. Durability: the export stage writes each batch's records and calls
+//! content or party identifiers — then one **terminal record** (`event: "run_end"`) when the run's
+//! root span is exported, which chains on from the last step and counts the steps. With a key
+//! (`seal.rs`) every record carries a `mac`. Delivery is at least once: after a crash a re-delivered
+//! entry writes its records again, identical (same `record_id`, same content); `verify` counts an
+//! identical repeat once. Durability: the export stage writes each batch's records and calls
 //! `fsync` before it acknowledges the batch's stream entries, so an acknowledged step is on disk.
 //! Rotation: when the file would exceed `max_bytes`, `path` becomes `path.1` (`path.1` becomes
 //! `path.2`, …) and a new `path` is started; nothing is deleted.
 
-use super::chain;
+use super::seal::{Key, KeySource};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// One compliance record (one line).
@@ -39,6 +43,58 @@ pub struct AuditRecord {
     pub prev_chain: String,
     pub chain: String,
     pub retention_policy: String,
+    /// HMAC-SHA256 of the other fields (hex), when the log is keyed (`seal.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// `event` of a run's terminal record.
+pub const TERMINAL_EVENT: &str = "run_end";
+
+impl AuditRecord {
+    /// Whether this is a run's terminal record.
+    pub fn is_terminal(&self) -> bool {
+        self.event == TERMINAL_EVENT
+    }
+}
+
+/// What a run's terminal record says besides the run's identity.
+pub struct Terminal<'a> {
+    pub vcon_uuid: &'a str,
+    pub current_uuid: &'a str,
+    pub run: &'a str,
+    /// The run's outcome (`complete`, `halted`, `failed`, `incomplete`): the record's `step_name`.
+    pub outcome: &'a str,
+    /// Hashed steps recorded for the run: the record's `step_index`.
+    pub steps: u32,
+    /// Chain value after the last step.
+    pub chain_after: &'a [u8; 32],
+    pub end_ns: u64,
+    pub retention_policy: &'a str,
+}
+
+impl Terminal<'_> {
+    /// The terminal record: `record_id` `{run}:end`, `seq` = steps, no content hash, and a chain
+    /// value that commits to the outcome and the step count like any step (`chain.rs`).
+    pub fn record(&self) -> AuditRecord {
+        let next = super::chain::step(self.chain_after, self.outcome, self.steps as i64, "");
+        AuditRecord {
+            record_id: format!("{}:end", self.run),
+            timestamp: crate::clock::rfc3339(self.end_ns),
+            vcon_uuid: self.vcon_uuid.into(),
+            current_uuid: self.current_uuid.into(),
+            run: self.run.into(),
+            seq: self.steps as u64,
+            event: TERMINAL_EVENT.into(),
+            step_name: self.outcome.into(),
+            step_index: self.steps as i64,
+            content_sha256: String::new(),
+            prev_chain: hex::encode(self.chain_after),
+            chain: hex::encode(next),
+            retention_policy: self.retention_policy.into(),
+            mac: None,
+        }
+    }
 }
 
 /// Settings of the audit log.
@@ -47,23 +103,32 @@ pub struct Settings {
     pub path: PathBuf,
     pub max_bytes: u64,
     pub retention_policy: String,
+    /// Where the MAC key comes from; `None`: records carry no `mac`.
+    pub key: Option<KeySource>,
 }
 
 /// An open audit log.
 pub struct AuditLog {
     settings: Settings,
+    key: Option<Key>,
     file: File,
     size: u64,
 }
 
 impl AuditLog {
+    /// Opens (creates) the file and loads the key; a key problem is an `InvalidInput` error whose
+    /// message names its source.
     pub fn open(settings: Settings) -> io::Result<AuditLog> {
+        let key = match &settings.key {
+            Some(k) => Some(k.load().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?),
+            None => None,
+        };
         if let Some(dir) = settings.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(&settings.path)?;
         let size = file.metadata()?.len();
-        Ok(AuditLog { settings, file, size })
+        Ok(AuditLog { settings, key, file, size })
     }
 
     /// Appends the records and fsyncs; rotates first when they would not fit.
@@ -73,6 +138,14 @@ impl AuditLog {
         }
         let mut buf = Vec::new();
         for r in records {
+            let sealed;
+            let r = match &self.key {
+                Some(k) => {
+                    sealed = AuditRecord { mac: Some(k.mac(r)), ..r.clone() };
+                    &sealed
+                }
+                None => r,
+            };
             serde_json::to_writer(&mut buf, r).map_err(io::Error::other)?;
             buf.push(b'\n');
         }
@@ -120,110 +193,10 @@ pub fn files_in_order(path: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// What `verify` found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Chain intact and the vCon matches the last recorded step.
-    Ok { runs: usize, steps: usize },
-    /// Chain intact but the vCon's hash is not the last recorded content hash.
-    VconMismatch { expected: String, actual: String, record: String },
-    /// The first record whose chain does not follow.
-    ChainBroken { at: String, record_id: String, why: String },
-    /// No record names this vCon.
-    NoRecords,
-}
-
-impl Verdict {
-    /// Exit code of `vcon-otel verify` (docs/compliance.md).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Verdict::Ok { .. } => 0,
-            Verdict::VconMismatch { .. } => 1,
-            Verdict::ChainBroken { .. } => 2,
-            Verdict::NoRecords => 3,
-        }
-    }
-}
-
-/// Checks every run of `vcon_uuid` in the given log files (each expanded to its rotated files) and
-/// the vCon document against the last recorded step.
-pub fn verify(vcon_json: &[u8], logs: &[PathBuf], vcon_uuid: Option<&str>) -> io::Result<Verdict> {
-    let hash = super::vcon_hash(vcon_json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("the vCon: {e}")))?;
-    let uuid = match vcon_uuid {
-        Some(u) => u.to_string(),
-        None => serde_json::from_slice::<serde_json::Value>(vcon_json)
-            .ok()
-            .and_then(|v| v.get("uuid").and_then(|u| u.as_str()).map(str::to_string))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the vCon has no \"uuid\"; pass --vcon-uuid"))?,
-    };
-    // Runs touching this vCon, in file order, with where each record came from.
-    let mut runs: Vec<(String, Vec<(String, AuditRecord)>)> = Vec::new();
-    for log in logs {
-        for f in files_in_order(log) {
-            let reader = io::BufReader::new(File::open(&f)?);
-            for (i, line) in reader.lines().enumerate() {
-                let line = line?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let at = format!("{}:{}", f.display(), i + 1);
-                let rec: AuditRecord = match serde_json::from_str(&line) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        if line.contains(&uuid) {
-                            return Ok(Verdict::ChainBroken { at, record_id: String::new(), why: format!("unreadable record: {e}") });
-                        }
-                        continue;
-                    }
-                };
-                match runs.iter_mut().find(|(r, _)| *r == rec.run) {
-                    Some((_, recs)) => recs.push((at, rec)),
-                    None => runs.push((rec.run.clone(), vec![(at, rec)])),
-                }
-            }
-        }
-    }
-    runs.retain(|(_, recs)| recs.iter().any(|(_, r)| r.vcon_uuid == uuid || r.current_uuid == uuid));
-    if runs.is_empty() {
-        return Ok(Verdict::NoRecords);
-    }
-    let mut steps = 0;
-    let mut last: Option<(String, AuditRecord)> = None;
-    for (_, recs) in &runs {
-        let first = &recs[0].1;
-        let mut value = chain::genesis(&first.vcon_uuid, &first.run);
-        for (at, r) in recs {
-            let why = if r.prev_chain != hex::encode(value) {
-                Some("prev_chain does not equal the chain value after the previous step (a step is missing, reordered or altered)")
-            } else {
-                let next = chain::step(&value, &r.step_name, r.step_index, &r.content_sha256);
-                if r.chain != hex::encode(next) {
-                    Some("chain does not commit to this record's step name, index and content hash (the record was altered)")
-                } else {
-                    value = next;
-                    None
-                }
-            };
-            if let Some(why) = why {
-                return Ok(Verdict::ChainBroken { at: at.clone(), record_id: r.record_id.clone(), why: why.into() });
-            }
-            steps += 1;
-        }
-        let candidate = recs.last().cloned().expect("non-empty run");
-        if last.as_ref().is_none_or(|(_, l)| candidate.1.timestamp >= l.timestamp) {
-            last = Some(candidate);
-        }
-    }
-    let (at, l) = last.expect("at least one run");
-    if l.content_sha256 != hash.sha256_hex {
-        return Ok(Verdict::VconMismatch { expected: l.content_sha256, actual: hash.sha256_hex, record: format!("{at} ({})", l.record_id) });
-    }
-    Ok(Verdict::Ok { runs: runs.len(), steps })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compliance::chain;
 
     fn rec(run: &str, seq: u64, name: &str, idx: i64, content: &str, prev: &[u8; 32]) -> (AuditRecord, [u8; 32]) {
         let next = chain::step(prev, name, idx, content);
@@ -242,6 +215,7 @@ mod tests {
                 prev_chain: hex::encode(prev),
                 chain: hex::encode(next),
                 retention_policy: "7_years".into(),
+                mac: None,
             },
             next,
         )
@@ -251,7 +225,7 @@ mod tests {
     fn rotation_keeps_every_record_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let mut log = AuditLog::open(Settings { path: path.clone(), max_bytes: 700, retention_policy: "7_years".into() }).unwrap();
+        let mut log = AuditLog::open(Settings { path: path.clone(), max_bytes: 700, retention_policy: "7_years".into(), key: None }).unwrap();
         let mut prev = chain::genesis("u1", "r1");
         for i in 0..6 {
             let (r, next) = rec("r1", i, "a", i as i64, "00", &prev);

@@ -16,9 +16,13 @@ mod keys;
 pub mod lex;
 pub mod normalize;
 pub mod pyjson;
+pub mod seal;
 pub mod stream;
 #[cfg(test)]
 mod stream_tests;
+pub mod verify;
+#[cfg(test)]
+mod verify_tests;
 
 use sha2::{Digest, Sha256, Sha512};
 use std::fmt;

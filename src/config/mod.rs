@@ -104,7 +104,12 @@ pub struct RawAdmin {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
+    /// Distinct values per producer label (`chain`, `link`, `storage`, `tracer`); default 200.
     pub max_label_values: Option<usize>,
+    /// Bytes per producer label value, at least 16; longer values are cut (default 64).
+    pub max_label_len: Option<usize>,
+    /// Label combinations per metric family with producer labels (default 200).
+    pub max_series_per_family: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,7 +158,8 @@ pub struct Config {
     pub export: Option<Export>,
     pub admin_addr: SocketAddr,
     pub http_ingest: Option<HttpIngest>,
-    pub max_label_values: usize,
+    /// Bounds of the producer-supplied metric labels (`metrics:`).
+    pub metric_bounds: crate::metrics::Bounds,
     pub conserver_config: Option<PathBuf>,
     pub shutdown_grace: Duration,
     /// The `audit_log` tracer, when configured, and its name under `tracers:`.
@@ -219,8 +225,9 @@ pub fn parse(text: &str) -> Result<RawConfig, Problems> {
 pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
     let mut p = Vec::new();
     let redis = redis::resolve(raw.redis, env, &mut p);
-    let n = Limits::resolve(&raw.stream, &raw.runs, &raw.metrics, &mut p);
+    let n = Limits::resolve(&raw.stream, &raw.runs, &mut p);
     let stream = resolve_stream(raw.stream, &n, env);
+    let metric_bounds = resolve_metric_bounds(&raw.metrics, &mut p);
     let export = export::resolve_export(raw.export, env, &mut p);
     let self_telemetry = self_telemetry::resolve(raw.self_telemetry, &stream.consumer, env, &mut p);
     let admin_text = raw.admin.addr.unwrap_or_else(|| "127.0.0.1:9464".into());
@@ -242,7 +249,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
         export,
         admin_addr: admin_addr.expect("checked"),
         http_ingest,
-        max_label_values: n.max_label_values,
+        metric_bounds,
         conserver_config: raw.conserver.config_file,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(10)),
         audit_log,
@@ -261,11 +268,10 @@ struct Limits {
     idle_timeout_secs: u64,
     max_open: usize,
     claim_idle_secs: u64,
-    max_label_values: usize,
 }
 
 impl Limits {
-    fn resolve(stream: &RawStream, runs: &RawRuns, metrics: &RawMetrics, p: &mut Vec<Problem>) -> Limits {
+    fn resolve(stream: &RawStream, runs: &RawRuns, p: &mut Vec<Problem>) -> Limits {
         let mut nonzero = |path: &str, v: u64| {
             if v == 0 {
                 p.push(Problem {
@@ -280,15 +286,36 @@ impl Limits {
             idle_timeout_secs: runs.idle_timeout_secs.unwrap_or(300),
             max_open: runs.max_open.unwrap_or(100_000),
             claim_idle_secs: stream.claim_idle_secs.unwrap_or(60),
-            max_label_values: metrics.max_label_values.unwrap_or(200),
         };
         nonzero("stream.read_count", n.read_count as u64);
         nonzero("runs.idle_timeout_secs", n.idle_timeout_secs);
         nonzero("runs.max_open", n.max_open as u64);
         nonzero("stream.claim_idle_secs", n.claim_idle_secs);
-        nonzero("metrics.max_label_values", n.max_label_values as u64);
         n
     }
+}
+
+/// The `metrics:` bounds of producer-supplied labels (`docs/metrics.md`, "Bounds").
+fn resolve_metric_bounds(raw: &RawMetrics, p: &mut Vec<Problem>) -> crate::metrics::Bounds {
+    let defaults = crate::metrics::Bounds::default();
+    let b = crate::metrics::Bounds {
+        max_values: raw.max_label_values.unwrap_or(defaults.max_values),
+        max_len: raw.max_label_len.unwrap_or(defaults.max_len),
+        max_series: raw.max_series_per_family.unwrap_or(defaults.max_series),
+    };
+    for (path, v) in [("metrics.max_label_values", b.max_values), ("metrics.max_series_per_family", b.max_series)] {
+        if v == 0 {
+            p.push(Problem { path: path.into(), message: "must be greater than 0".into(), hint: "remove the key to use the default".into() });
+        }
+    }
+    if b.max_len < 16 {
+        p.push(Problem {
+            path: "metrics.max_label_len".into(),
+            message: format!("{} is below 16 (a cut value keeps a prefix, `~` and 8 hex digits)", b.max_len),
+            hint: "use 16 or more, or remove the key for the default 64".into(),
+        });
+    }
+    b
 }
 
 /// The `stream:` section with its defaults; the consumer name defaults to the host name.

@@ -86,8 +86,7 @@ pub(super) fn validate(
                 });
                 continue;
             }
-            let c = o.module.clone();
-            audit = Some((name.clone(), crate::compliance::audit_log::Settings { path: c.path, max_bytes: c.max_bytes, retention_policy: c.retention_policy }));
+            audit = Some((name.clone(), o.module.clone().settings()));
             continue;
         }
         let chains = chains.iter().filter(|(_, c)| c.tracers.contains(name)).map(|(n, _)| n.clone()).collect();

@@ -59,7 +59,10 @@ impl Stage {
             let mut audits = Vec::new();
             for o in batch {
                 match o {
-                    Output::Span(s) => finished.push(s),
+                    Output::Span(mut s) => {
+                        audits.extend(s.terminal.take());
+                        finished.push(s);
+                    }
                     Output::Ack(entries) => ack.ids.extend(entries.into_iter().map(|e| e.id)),
                     Output::Audit(r) => audits.push(r),
                 }

@@ -123,7 +123,7 @@ mod tests {
             ..Default::default()
         };
         s.events.push(span::Event { time_unix_nano: 5, name: "e".into(), attributes: vec![kv_int("n", -(i as i64))], dropped_attributes_count: 0 });
-        FinishedSpan { span: s, producer, acks: vec![], root_of: None }
+        FinishedSpan { span: s, producer, acks: vec![], root_of: None, terminal: None }
     }
 
     #[test]

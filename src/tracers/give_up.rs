@@ -7,7 +7,7 @@
 //! records given up since the previous line. Each record is also logged at DEBUG. The records are
 //! acknowledged like delivered ones, so the tracer's queue keeps moving.
 
-use crate::metrics::{Metrics, TracerReasonLabels};
+use crate::metrics::Metrics;
 use crate::retry::Failure;
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ impl GiveUps {
     /// Returns whether it logged.
     pub fn record(&mut self, failure: &Failure, records: usize, attempts: u32, metrics: &Metrics, now: Instant) -> bool {
         let reason = failure.reason().as_str();
-        let labels = TracerReasonLabels { tracer: metrics.tracers.admit(&self.tracer), reason };
+        let labels = metrics.tracer_reason_labels(&self.tracer, reason);
         metrics.tracer_failures.get_or_create(&labels).inc_by(records as u64);
         let (tracer, module) = (&self.tracer, self.module);
         if failure.is_permanent() {

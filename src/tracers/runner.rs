@@ -5,7 +5,7 @@ use super::give_up::GiveUps;
 use super::{Delivered, Hosted, Step};
 use crate::assemble::{spans, Output};
 use crate::enrich::{Enricher, Item};
-use crate::metrics::{Metrics, ReasonLabel, TracerLabel};
+use crate::metrics::{Metrics, ReasonLabel};
 use crate::retry::{self, Attempts, Failure, Reason};
 use crate::stream::{Ack, Acker, Group};
 use redis::aio::ConnectionManager;
@@ -42,7 +42,7 @@ enum Result_ {
 impl Runner {
     /// Runs until `stop` turns true; what is not acknowledged by then is delivered after a restart.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let label = TracerLabel { tracer: self.metrics.tracers.admit(&self.hosted.name) };
+        let label = self.metrics.tracer_label(&self.hosted.name);
         let mut last_depth: Option<Instant> = None;
         let mut give_ups = GiveUps::new(&self.hosted.name, self.hosted.module);
         loop {
@@ -147,7 +147,7 @@ impl Runner {
         let tracer = &mut h.tracer;
         let mut attempts = Attempts::new(h.common.policy());
         let mut log = |attempt: u32, f: &Failure, _: Duration| {
-            metrics.tracer_retries.get_or_create(&TracerLabel { tracer: metrics.tracers.admit(&name) }).inc();
+            metrics.tracer_retries.get_or_create(&metrics.tracer_label(&name)).inc();
             tracing::debug!(tracer = %name, attempt, error = %f, "tracer call failed; retrying");
         };
         let out = loop {
@@ -186,7 +186,7 @@ impl Runner {
         let pushed: redis::RedisResult<i64> = redis::cmd("RPUSH").arg(format!("DLQ:{list}")).arg(&r.vcon_uuid).query_async(&mut self.conn).await;
         match pushed {
             Ok(_) => {
-                self.metrics.dlq_pushes.get_or_create(&TracerLabel { tracer: self.metrics.tracers.admit(&self.hosted.name) }).inc();
+                self.metrics.dlq_pushes.get_or_create(&self.metrics.tracer_label(&self.hosted.name)).inc();
             }
             Err(e) => tracing::error!(tracer = %self.hosted.name, error = %e, "cannot push to DLQ:{list}"),
         }

@@ -39,15 +39,17 @@ fn audit_log_records_every_step_and_verify_catches_tampering() {
     assert!(wait_until(Duration::from_secs(10), || redis.pending("vcon_otel:events", "vcon-otel") == 0));
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    // chain_start, the pre-chain tracer call, three links, chain_complete (with hooks the pre-chain
-    // call repeats chain_start's state: the producer sends `same_as` instead of a second snapshot)
+    // chain_start, the pre-chain call (its hash is chain_start's: `same_as`), three links,
+    // chain_complete, then the run's terminal record
     let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
-    assert_eq!(events, ["chain_start", "pre_chain", "link", "link", "link", "chain_end"]);
+    assert_eq!(events, ["chain_start", "pre_chain", "link", "link", "link", "chain_end", "run_end"]);
+    let terminal = lines.last().unwrap();
+    assert_eq!((terminal["step_name"].as_str(), terminal["step_index"].as_i64()), (Some("complete"), Some(6)), "outcome and step count");
     assert!(!text.contains("+15555550100"), "no party identifier in the audit log");
     let root = rx.spans().into_iter().find(|s| s.span.parent_span_id.is_empty()).unwrap();
     let link = rx.spans().into_iter().find(|s| s.span.name == "link tag").unwrap();
     assert!(link.attr("vcon.hash.sha512").is_some_and(|t| t.starts_with("sha512-") && t.len() == 93), "the sha512 token is on spans when configured");
-    assert_eq!(root.attr("vcon.hash.chain").as_deref(), lines.last().unwrap()["chain"].as_str());
+    assert_eq!(root.attr("vcon.hash.chain").as_deref(), terminal["prev_chain"].as_str(), "the terminal record continues the root's chain value");
 
     // The vCon as stored now, as a file.
     let doc: String = redis::cmd("JSON.GET").arg(format!("vcon:{uuid}")).query(&mut redis.conn()).unwrap();
@@ -55,6 +57,7 @@ fn audit_log_records_every_step_and_verify_catches_tampering() {
     std::fs::write(&vcon, &doc).unwrap();
     let (code, msg) = verify(&vcon, &log);
     assert_eq!(code, 0, "{msg}");
+    assert!(msg.contains("not proven: the log is not keyed"), "says what an unkeyed log cannot prove: {msg}");
 
     // One altered byte in the vCon.
     let altered = dir.path().join("altered.json");
@@ -78,9 +81,15 @@ fn audit_log_records_every_step_and_verify_catches_tampering() {
     assert!(msg.contains("swapped.jsonl:3"), "{msg}");
     let (code, msg) = tampered("edited.jsonl", &|l| {
         l[4] = l[4].replacen("\"step_name\":\"tag3\"", "\"step_name\":\"tagX\"", 1);
+        assert!(l[4].contains("tagX"), "the edit applies");
     });
     assert_eq!(code, 2, "{msg}");
     assert!(msg.contains("altered"), "{msg}");
+    let (code, msg) = tampered("no_terminal.jsonl", &|l| {
+        l.pop();
+    });
+    assert_eq!(code, 4, "{msg}");
+    assert!(msg.contains("no terminal record"), "{msg}");
     let other = dir.path().join("other.json");
     std::fs::write(&other, r#"{"uuid":"nobody"}"#).unwrap();
     assert_eq!(verify(&other, &log).0, 3);

@@ -5,11 +5,13 @@ mod support;
 
 mod architecture;
 mod audit;
+mod audit_crash;
 mod bridge;
 mod compliance;
 mod demo;
 mod lifecycle;
 mod http_ingest;
+mod metrics_bounds;
 mod python_e2e;
 mod redis_tls;
 mod replicas;

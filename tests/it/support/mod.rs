@@ -8,6 +8,7 @@ pub mod bridge;
 pub mod http;
 pub mod otlp;
 pub mod postgres;
+pub mod prometheus;
 pub mod redis;
 pub mod rotel;
 
