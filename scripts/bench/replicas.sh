@@ -147,4 +147,13 @@ for n in sorted(runs):
     per = {k: med([c.get(k, 0) / records for _, c, _ in rs]) for k in names}
     top = ", ".join(f"`{k}` {v:.3f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1])[:5])
     print(f"| {n} | {secs:.2f} | {records / secs:,.0f} | {total:.3f} | {top} | {med([e for _, _, e in rs]):.0f} |")
+print("\nRedis commands per record by command (median):\n")
+ns = sorted(runs)
+every = sorted(set().union(*(c for rs in runs.values() for _, c, _ in rs)))
+per = {k: [med([c.get(k, 0) / records for _, c, _ in runs[n]]) for n in ns] for k in every}
+print("| command | " + " | ".join(f"{n} replica(s)" for n in ns) + " |")
+print("|---|" + "---:|" * len(ns))
+for k, vs in sorted(per.items(), key=lambda kv: -max(kv[1])):
+    if max(vs) >= 0.0005:
+        print(f"| `{k}` | " + " | ".join(f"{v:.4f}" for v in vs) + " |")
 EOF
