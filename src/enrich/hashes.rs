@@ -12,7 +12,7 @@
 
 use super::snapshot::{self, Fetched};
 use super::steps::{self, Lifecycle, Settled, StepId};
-use super::{skip_label, Role};
+use super::Role;
 use crate::compliance::StepHash;
 use crate::event::{Compliance, Record};
 use crate::metrics::{Metrics, ReasonLabel};
@@ -159,6 +159,15 @@ impl Resolver<'_> {
                 None => out[i].unknown = Some("previous_step_unknown".into()),
             }
         }
+    }
+}
+
+/// A bounded metric label for a producer's skip reason (anything unexpected is `other`).
+fn skip_label(why: &str) -> &'static str {
+    match why {
+        "budget" => "budget",
+        "no_document" => "no_document",
+        _ => "other",
     }
 }
 

@@ -62,15 +62,6 @@ pub enum Item {
     Done(Entry),
 }
 
-/// A bounded metric label for a producer's skip reason (anything unexpected is `other`).
-pub(crate) fn skip_label(why: &str) -> &'static str {
-    match why {
-        "budget" => "budget",
-        "no_document" => "no_document",
-        _ => "other",
-    }
-}
-
 /// Who is enriching: the main pipeline counts and dead-letters; hosted tracers do neither.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

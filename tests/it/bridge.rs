@@ -373,7 +373,7 @@ fn check_config_names_every_problem_and_exits_78() {
 #[test]
 fn demo_runs_without_outside_services_and_serves_metrics() {
     let port = free_port();
-    let mut child = std::process::Command::new(binary())
+    let child = std::process::Command::new(binary())
         .args(["demo", "--vcons", "6", "--workers", "2", "--pace-ms", "5", "--admin-addr", &format!("127.0.0.1:{port}")])
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .stdout(std::process::Stdio::piped())

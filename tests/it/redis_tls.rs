@@ -9,7 +9,7 @@ use crate::support::bridge::{binary, http_get, Bridge};
 use crate::support::http::{Reply, Server};
 use crate::support::otlp::{Received, Receiver};
 use crate::support::redis::{acl_file, acl_rules, Certs, Options, RedisServer, TlsOptions, ADMIN_PASSWORD};
-use crate::support::{env_path, free_port, temp_dir, wait_until};
+use crate::support::{env_path, free_port, plain, temp_dir, wait_until};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -329,20 +329,6 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// A log without terminal colour codes.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut it = log.chars();
-    while let Some(c) = it.next() {
-        if c == '\u{1b}' {
-            it.by_ref().find(|d| d.is_ascii_alphabetic());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn wait_for(limit: Duration, f: impl FnMut() -> bool) -> Option<Duration> {

@@ -8,7 +8,7 @@ use crate::support::bridge::Bridge;
 use crate::support::http::{Reply, Server};
 use crate::support::otlp::{make_tls_files, Receiver};
 use crate::support::redis::RedisServer;
-use crate::support::{temp_dir, wait_until};
+use crate::support::{plain, temp_dir, wait_until};
 use serde_json::json;
 use std::time::Duration;
 
@@ -25,20 +25,6 @@ fn two_runs(redis: &RedisServer) {
             redis.xadd(STREAM, &r.to_string());
         }
     }
-}
-
-/// The bridge's log without terminal colour codes.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut it = log.chars();
-    while let Some(c) = it.next() {
-        if c == '\u{1b}' {
-            it.by_ref().find(|d| d.is_ascii_alphabetic());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[test]

@@ -6,7 +6,7 @@ use crate::support::bridge::Bridge;
 use crate::support::http::{Reply, Server};
 use crate::support::otlp::Receiver;
 use crate::support::redis::RedisServer;
-use crate::support::wait_until;
+use crate::support::{plain, wait_until};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -317,25 +317,6 @@ fn a_collector_outage_never_stops_a_hosted_tracer_and_loses_no_pipeline_span() {
     assert!(wait_until(T, || redis.pending("vcon_otel:events", "vcon-otel") == 0));
 }
 
-/// The bridge's log without terminal colour codes.
-fn plain_log(bridge: &Bridge) -> String {
-    let mut out = String::new();
-    let raw = bridge.output();
-    let mut it = raw.chars().peekable();
-    while let Some(c) = it.next() {
-        if c == '\u{1b}' {
-            for d in it.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Options of a postgres tracer named `name` writing to `table` on `url`, plus `extra` options.
 fn pg_tracer(name: &str, url: &str, table: &str, extra: &str) -> String {
     format!("  {name}:\n    module: postgres\n    options: {{url: \"{url}\", table: {table}, initial_backoff_ms: 50, max_backoff_ms: 200, max_attempts: 1000{extra}}}\n")
@@ -367,7 +348,7 @@ fn postgres_writes_through_tls_with_verify_full_and_refuses_plain_connections() 
     // The server's own view: the tracers' TCP connections are encrypted.
     assert!(pg.query_count("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.client_addr IS NOT NULL") >= 5);
     // Without sslmode the server refuses the connection: permanent, with the fix named, not retried.
-    assert!(wait_until(T, || plain_log(&bridge).contains("the server accepts this user only over TLS: set sslmode verify-full")), "{}", bridge.output());
+    assert!(wait_until(T, || plain(&bridge.output()).contains("the server accepts this user only over TLS: set sslmode verify-full")), "{}", bridge.output());
     assert_eq!(pg.query_count("SELECT count(*) FROM pg_tables WHERE tablename = 'never'"), 0);
     assert_eq!(bridge.metric_value(&["vcon_otel_tracer_retries_total{", "tracer=\"plain\""]).unwrap_or(0.0), 0.0);
 }
@@ -396,7 +377,7 @@ fn postgres_with_a_wrong_ca_is_a_permanent_error_reported_once() {
     run_with_snapshots(&redis, "r2", "u2", None);
     let gave_up = |t: &str| bridge.metric_value(&["vcon_otel_tracer_failures_total{", &format!("tracer=\"{t}\""), "reason=\"tls\""]).unwrap_or(0.0);
     assert!(wait_until(T, || gave_up("bad_ca") == 8.0 && gave_up("bad_name") == 8.0), "{}\n{}", bridge.metrics_text(), bridge.output());
-    let out = plain_log(&bridge);
+    let out = plain(&bridge.output());
     let reports = |tracer: &str, needle: &str| {
         out.lines().filter(|l| l.contains("ERROR") && l.contains("target refuses permanently") && l.contains(&format!("tracer={tracer}")) && l.contains(needle)).count()
     };

@@ -45,3 +45,17 @@ pub fn env_path(var: &str) -> PathBuf {
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+/// A log without terminal colour codes (ANSI escape sequences), so tests can match its text.
+pub fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut it = log.chars();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            it.by_ref().find(|d| d.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
