@@ -20,17 +20,21 @@
 # `export.max_batch_delay_ms: 50`; everything else is the default configuration.
 #
 # Usage: scripts/bench/replicas.sh [--vcons N] [--runs N] [--rate VCONS_PER_S] [--replicas "1 2 3"]
+#                                  [--baseline BIN]
 #   defaults: --vcons 2000 --runs 3 --rate 1000 --replicas "1 2 3"
+#   --baseline BIN: also run one replica of another build's vcon-otel binary in every round (row
+#   "1 (baseline)"), e.g. the previous commit's, to compare side by side on the same records.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
-VCONS=2000 RUNS=3 RATE=1000 REPLICAS="1 2 3"
+VCONS=2000 RUNS=3 RATE=1000 REPLICAS="1 2 3" BASELINE=""
 while [ $# -gt 0 ]; do
   case $1 in
     --vcons) VCONS=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
     --replicas) REPLICAS=$2; shift 2 ;;
+    --baseline) BASELINE=$2; shift 2 ;;
     *) echo "replicas.sh: unknown option $1 (see the header for the options)" >&2; exit 2 ;;
   esac
 done
@@ -62,9 +66,11 @@ redis-cli -p "$PORT" SAVE >/dev/null
 stop "$REDIS_PID"
 echo "filled: $RECORDS records" >&2
 
-# one_run N OUT: one drain by N replicas; appends "N seconds commands-json finished-elsewhere" to OUT.
+# one_run N OUT [BRIDGE]: one drain by N replicas of BRIDGE (default: this build's binary);
+# appends "LABEL seconds commands-json finished-elsewhere" to OUT (LABEL: N, or "base" for a baseline).
 one_run() {
-  local n=$1 out=$2 d i pids=() admins=()
+  local n=$1 out=$2 bridge=${3:-$BIN/vcon-otel} label=$1 d i pids=() admins=()
+  [ -n "${3:-}" ] && label=base
   d=$(mktemp -d "$W/run-XXXX")
   cp "$W/fill/dump.rdb" "$d/dump.rdb"
   start_redis "$d"
@@ -76,11 +82,11 @@ one_run() {
     local admin; admin=$(free_port)
     printf 'redis: {url: "redis://127.0.0.1:%s"}\nexport: {endpoint: "http://127.0.0.1:%s", max_batch_delay_ms: 50}\nstream: {consumer: bench-replica-%s, block_ms: 100}\n' \
       "$PORT" "$sink_port" "$i" > "$d/bridge-$i.yml"
-    start "$d/bridge-$i.log" "$BIN/vcon-otel" run --config "$d/bridge-$i.yml" --admin-addr "127.0.0.1:$admin"
+    start "$d/bridge-$i.log" "$bridge" run --config "$d/bridge-$i.yml" --admin-addr "127.0.0.1:$admin"
     pids+=("$LAST_PID") admins+=("$admin")
   done
   for a in "${admins[@]}"; do wait_http "http://127.0.0.1:$a/readyz" 30; done
-  "$PY" - "$PORT" "$STREAM" "$GROUP" "$n" "$RECORDS" >> "$out" <<'EOF'
+  "$PY" - "$PORT" "$STREAM" "$GROUP" "$label" "$RECORDS" >> "$out" <<'EOF'
 import json, sys, time
 import redis
 port, stream, group, n, records = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
@@ -124,6 +130,10 @@ for rep in $(seq "$RUNS"); do
     one_run "$n" "$RESULTS"
     echo "run $rep, $n replica(s): $(tail -1 "$RESULTS" | cut -d' ' -f2) s" >&2
   done
+  if [ -n "$BASELINE" ]; then
+    one_run 1 "$RESULTS" "$BASELINE"
+    echo "run $rep, 1 replica of the baseline: $(tail -1 "$RESULTS" | cut -d' ' -f2) s" >&2
+  fi
 done
 echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
@@ -133,25 +143,27 @@ path, records, vcons = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 runs = {}
 for line in open(path):
     n, secs, calls, elsewhere = line.split(" ", 3)
-    runs.setdefault(int(n), []).append((float(secs), json.loads(calls), float(elsewhere)))
+    runs.setdefault(n, []).append((float(secs), json.loads(calls), float(elsewhere)))
+label = lambda n: "1 (baseline)" if n == "base" else n
+order = lambda n: (n == "base", n)
 def med(xs):
     return statistics.median(xs)
 print(f"{vcons} vCons, {records} records; median of {len(next(iter(runs.values())))} interleaved runs\n")
 print("| replicas | drain (s) | events/s | Redis commands / record | top commands / record | runs finished elsewhere |")
 print("|---:|---:|---:|---:|---|---:|")
-for n in sorted(runs):
+for n in sorted(runs, key=order):
     rs = runs[n]
     secs = med([s for s, _, _ in rs])
     total = med([sum(c.values()) / records for _, c, _ in rs])
     names = set().union(*(c for _, c, _ in rs))
     per = {k: med([c.get(k, 0) / records for _, c, _ in rs]) for k in names}
     top = ", ".join(f"`{k}` {v:.3f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1])[:5])
-    print(f"| {n} | {secs:.2f} | {records / secs:,.0f} | {total:.3f} | {top} | {med([e for _, _, e in rs]):.0f} |")
+    print(f"| {label(n)} | {secs:.2f} | {records / secs:,.0f} | {total:.3f} | {top} | {med([e for _, _, e in rs]):.0f} |")
 print("\nRedis commands per record by command (median):\n")
-ns = sorted(runs)
+ns = sorted(runs, key=order)
 every = sorted(set().union(*(c for rs in runs.values() for _, c, _ in rs)))
 per = {k: [med([c.get(k, 0) / records for _, c, _ in runs[n]]) for n in ns] for k in every}
-print("| command | " + " | ".join(f"{n} replica(s)" for n in ns) + " |")
+print("| command | " + " | ".join(f"{label(n)} replica(s)" for n in ns) + " |")
 print("|---|" + "---:|" * len(ns))
 for k, vs in sorted(per.items(), key=lambda kv: -max(kv[1])):
     if max(vs) >= 0.0005:

@@ -15,7 +15,7 @@ fn asm() -> Assembler {
 fn en(v: Value, id: &str, hash: Option<StepHash>) -> Enriched {
     let bytes = v.to_string();
     let record = decode(bytes.as_bytes()).unwrap();
-    Enriched { entry: Entry { id: id.into(), payload: Some(bytes.into()) }, record, hash, unknown: None, chain: None, vcon_json: None }
+    Enriched { entry: Entry { id: id.into(), payload: Some(bytes.into()) }, record, hash, unknown: None, chain: None, vcon_json: None, journal: None }
 }
 
 fn ids_of(entries: &[Entry]) -> Vec<String> {

@@ -31,7 +31,7 @@ pub(super) async fn run(mut asm: Assembler, mut rx: mpsc::Receiver<Vec<Item>>, t
             biased;
             items = rx.recv() => {
                 let Some(items) = items else { break };
-                ends.prepare(items, Instant::now()).await
+                ends.prepare(items, Instant::now())
             }
             _ = ask.tick(), if ends.is_waiting() => ends.ready(Instant::now(), false).await,
             _ = tick.tick() => {

@@ -1,6 +1,6 @@
-//! Run endings and their journals: before the assembler takes a run's ending record, the run's
-//! journal (`enrich::journal`) is read, so the root span and the hash chain come from every record
-//! of the run, whichever replica read it.
+//! Run endings and their journals: a run's ending record reaches the assembler with the run's
+//! journal (`enrich::journal`, read back by enrich in the round trip that journaled the read), so
+//! the root span and the hash chain come from every record of the run, whichever replica read it.
 //!
 //! An ending whose journal is not yet complete up to it (another replica read an earlier record
 //! of the run and has not journaled it yet — usually milliseconds) **waits** here, up to
@@ -41,13 +41,6 @@ pub struct Ends {
     metrics: Arc<Metrics>,
 }
 
-fn ending(item: &Item) -> Option<&Enriched> {
-    match item {
-        Item::Record(e) if e.record.ends_run() => Some(e),
-        _ => None,
-    }
-}
-
 fn trace(e: &Enriched) -> ([u8; 16], Option<u64>) {
     (crate::ids::trace_id(&e.record.vcon_uuid, &e.record.run), e.record.seq)
 }
@@ -65,42 +58,35 @@ impl Ends {
         self.metrics.chains_unknown.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    /// The read's items in order, each ending with its journal; endings whose journal is not
-    /// complete yet are kept back (module header).
-    pub async fn prepare(&mut self, items: Vec<Item>, now: Instant) -> Vec<Ready> {
-        if self.store.is_none() {
-            return items.into_iter().map(|i| (i, None)).collect();
-        }
-        let asks: Vec<([u8; 16], Option<u64>)> = items.iter().filter_map(ending).filter(|e| e.record.seq.is_some()).map(trace).collect();
-        let mut journals = match &self.store {
-            Some(s) if !asks.is_empty() => s.read(&asks).await.into_iter(),
-            _ => Vec::new().into_iter(),
-        };
+    /// The read's items in order, each ending with its journal (enrich read it); endings whose
+    /// journal is not complete yet are kept back (module header).
+    pub fn prepare(&mut self, items: Vec<Item>, now: Instant) -> Vec<Ready> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            let Some(e) = ending(&item) else {
+            let Item::Record(mut e) = item else {
                 out.push((item, None));
                 continue;
             };
+            if !e.record.ends_run() || self.store.is_none() {
+                out.push((Item::Record(e), None));
+                continue;
+            }
             let Some(seq) = e.record.seq else {
                 self.unknown("no_seq");
-                out.push((item, None));
+                out.push((Item::Record(e), None));
                 continue;
             };
-            match journals.next().flatten() {
-                Some(j) if journal::complete_up_to(&j, seq) => out.push((item, Some(j))),
+            match e.journal.take() {
+                Some(j) if journal::complete_up_to(&j, seq) => out.push((Item::Record(e), Some(j))),
                 None => {
                     self.unknown("unreadable");
-                    out.push((item, None));
+                    out.push((Item::Record(e), None));
                 }
                 Some(_) if self.waiting.len() >= MAX_WAITING => {
                     self.unknown("full");
-                    out.push((item, None));
+                    out.push((Item::Record(e), None));
                 }
-                Some(_) => {
-                    let Item::Record(e) = item else { unreachable!("an ending is a record") };
-                    self.waiting.push_back(Waiting { item: e, since: now });
-                }
+                Some(_) => self.waiting.push_back(Waiting { item: e, since: now }),
             }
         }
         self.metrics.runs_awaiting_journal.set(self.waiting.len() as i64);

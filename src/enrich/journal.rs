@@ -1,6 +1,7 @@
 //! Where runs' journals are kept (`crate::compliance::journal` defines an entry): the Redis hash
 //! `vcon_otel:steps:{trace_id}:run` (field `{seq}`, value the entry's JSON), written by the main
-//! pipeline's enrich for every record that has a `seq`, before the record moves on to assemble;
+//! pipeline's enrich for every record that has a `seq`, before the record moves on to assemble —
+//! in the same round trip that reads back the journals of the runs this read ends;
 //! so when a replica reads a run's ending record, the entries of every earlier record are there or
 //! on their way from the replica that read them. It expires `compliance.step_record_ttl_secs` after
 //! its last write (the safety net) and is deleted once the run's root is acknowledged
@@ -34,10 +35,11 @@ impl Store {
         Store::Memory(Memory::default())
     }
 
-    /// Writes the entries (one pipelined round trip; one `EXPIRE` per run).
-    pub async fn write(&self, entries: &[([u8; 16], u64, JournalEntry)]) -> Result<(), redis::RedisError> {
-        if entries.is_empty() {
-            return Ok(());
+    /// Writes the entries (one `EXPIRE` per run), then reads the journals of `asks` (trace ID, the
+    /// run's ending `seq`), all in one pipelined round trip; returns those journals in order.
+    pub async fn write(&self, entries: &[([u8; 16], u64, JournalEntry)], asks: &[([u8; 16], Option<u64>)]) -> Result<Vec<Option<Journal>>, redis::RedisError> {
+        if entries.is_empty() && asks.is_empty() {
+            return Ok(Vec::new());
         }
         match self {
             Store::Redis { conn, ttl } => {
@@ -50,14 +52,23 @@ impl Store {
                 for t in runs {
                     pipe.cmd("EXPIRE").arg(journal_key(&t)).arg(ttl.as_secs().max(1)).ignore();
                 }
-                pipe.query_async::<()>(&mut conn.clone()).await
+                for (t, _) in asks {
+                    pipe.cmd("HGETALL").arg(journal_key(t));
+                }
+                if asks.is_empty() {
+                    return pipe.query_async::<()>(&mut conn.clone()).await.map(|_| Vec::new());
+                }
+                let v: Vec<Vec<(String, String)>> = pipe.query_async(&mut conn.clone()).await?;
+                Ok(v.into_iter().map(|f| Some(journal::parse(f))).collect())
             }
             Store::Memory(m) => {
-                let mut m = m.lock().expect("journal map");
-                for (t, seq, e) in entries {
-                    m.entry(*t).or_default().insert(*seq, e.clone());
+                {
+                    let mut m = m.lock().expect("journal map");
+                    for (t, seq, e) in entries {
+                        m.entry(*t).or_default().insert(*seq, e.clone());
+                    }
                 }
-                Ok(())
+                Ok(self.read(asks).await)
             }
         }
     }

@@ -18,7 +18,7 @@ pub mod journal;
 pub mod snapshot;
 pub mod steps;
 
-use crate::compliance::journal::JournalEntry;
+use crate::compliance::journal::{Journal, JournalEntry};
 use crate::compliance::StepHash;
 use crate::event::{self, Record};
 use crate::metrics::{Metrics, ReasonLabel, SourceEvent};
@@ -57,6 +57,9 @@ pub struct Enriched {
     pub chain: Option<String>,
     /// The snapshot's stored JSON text, only for users that asked for content.
     pub vcon_json: Option<bytes::Bytes>,
+    /// A run's ending record (main pipeline): the run's journal as read right after this read was
+    /// journaled; `None` when unreadable or not an ending.
+    pub journal: Option<Journal>,
 }
 
 /// One entry of a read, enriched.
@@ -132,7 +135,7 @@ impl Enricher {
         for (i, _) in &rejected {
             out[*i] = Some(Item::Done(take(*i)));
         }
-        let mut journaled = Vec::new();
+        let (mut journaled, mut endings) = (Vec::new(), Vec::new());
         for ((i, mut record), h) in decoded.into_iter().zip(resolved) {
             if record.module.is_none() {
                 record.module = record.link_name().and_then(|l| self.naming.link_modules.get(l).cloned());
@@ -144,13 +147,26 @@ impl Enricher {
                 let je = JournalEntry::of(&record, payload, h.hash.as_ref(), chain.as_deref());
                 journaled.push((crate::ids::trace_id(&record.vcon_uuid, &record.run), seq, je));
             }
-            let e = Enriched { entry, record, hash: h.hash, unknown: h.unknown, chain, vcon_json: h.text };
+            if record.ends_run() && record.seq.is_some() && self.journal.is_some() {
+                endings.push((i, (crate::ids::trace_id(&record.vcon_uuid, &record.run), record.seq)));
+            }
+            let e = Enriched { entry, record, hash: h.hash, unknown: h.unknown, chain, vcon_json: h.text, journal: None };
             out[i] = Some(Item::Record(Box::new(e)));
         }
         if let Some(store) = &self.journal {
-            if let Err(e) = store.write(&journaled).await {
-                self.metrics.step_record_errors.inc();
-                tracing::warn!(error = %e, records = journaled.len(), "cannot journal these records; their runs' chains will be unknown");
+            let asks: Vec<_> = endings.iter().map(|(_, a)| *a).collect();
+            match store.write(&journaled, &asks).await {
+                Ok(journals) => {
+                    for ((i, _), j) in endings.iter().zip(journals) {
+                        if let Some(Item::Record(e)) = &mut out[*i] {
+                            e.journal = j;
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.metrics.step_record_errors.inc();
+                    tracing::warn!(error = %e, records = journaled.len(), "cannot journal these records; their runs' chains will be unknown");
+                }
             }
         }
         Some(out.into_iter().map(|o| o.expect("every entry has an item")).collect())
