@@ -166,7 +166,7 @@ impl Assembler {
                 }
                 _ => run.push_event(spans::start_event(&r)),
             }
-            run.held.push(entry);
+            run.hold(entry);
             self.held += 1;
             return out;
         }
@@ -271,7 +271,7 @@ impl Assembler {
     /// Removes a run another replica finished (its root was accepted there); returns the entries it
     /// held, to acknowledge.
     pub fn finished_elsewhere(&mut self, key: &RunKey) -> Option<Vec<Entry>> {
-        self.remove(key).map(|r| r.held)
+        self.remove(key).map(|r| r.held_entries())
     }
 
     /// Removes and returns the runs idle for longer than `idle_timeout`, oldest first. The caller

@@ -371,7 +371,7 @@ async fn expire(asm: &mut Assembler, redis: Option<&mut ConnectionManager>) -> V
         .zip(finished)
         .map(|(run, finished)| {
             if finished {
-                Output::Ack(run.held)
+                Output::Ack(run.held_entries())
             } else {
                 tracing::debug!(vcon_uuid = %run.vcon_uuid, run = %run.run, "run idle past runs.idle_timeout; closing it as incomplete");
                 asm.close_incomplete(run)
