@@ -9,7 +9,7 @@
 //! - the map holds a `Box<OpenRun>`, so its spare slots cost a pointer, not a whole run;
 //! - a held entry keeps its ID, not its record bytes (the export stage re-reads the record from the
 //!   stream in the rare case it has to dead-letter it, `export`);
-//! - the link list and the producer are shared between runs that carry the same ones ([`Shared`]);
+//! - the link list and the producer are shared between runs that carry the same ones (`Shared`);
 //! - the opening's span events are kept as the few fields they are built from ([`spans::RunEvent`]),
 //!   and built at the root;
 //! - the entering and final step hashes are kept as 32 bytes ([`Digest`]);
@@ -17,13 +17,17 @@
 //!   when a run has it;
 //! - vectors grow exactly (most runs hold one or two entries and events).
 
+mod compact;
+
 use super::spans::{self, RunEvent};
-use crate::compliance::{chain, StepHash};
+use compact::{push_exact, Shared};
+pub use compact::{Digest, Starts, MAX_SHARED};
+use crate::compliance::journal::{Journal, JournalEntry};
+use crate::compliance::StepHash;
 use crate::event::{EventKind, Producer, Record, RunRef, TraceParent};
 use crate::ids;
 use crate::stream::{Entry, HeldId};
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::hash::Hash;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,14 +43,14 @@ pub struct OpenRun {
     pub vcon_uuid: String,
     pub run: String,
     pub(super) chain: Option<String>,
-    /// Shared with the other open runs carrying the same list ([`Shared`]).
+    /// Shared with the other open runs carrying the same list (`Shared`).
     pub(super) links: Option<Arc<[String]>>,
     pub(super) start_ns: u64,
     pub(super) last_ns: u64,
     last_seen: Instant,
     /// Tie-breaker of the activity index (runs touched in the same instant).
     tick: u64,
-    /// Shared with the other open runs of the same producer ([`Shared`]).
+    /// Shared with the other open runs of the same producer (`Shared`).
     pub(super) producer: Option<Arc<Producer>>,
     pub(super) ingress_list: Option<Box<str>>,
     /// The UUID the last link returned (`in_vcon_uuid` of its tracer call), only when it differs
@@ -60,16 +64,8 @@ pub struct OpenRun {
     pub(super) storage_starts: Starts<String>,
     /// Upstream trace context and previous run, for the runs that have them.
     pub(super) context: Option<Box<Context>>,
-    /// Hash-chain value after the last step (genesis before the first).
-    pub(super) hash_chain: [u8; 32],
-    /// The chain cannot be continued: a record is missing (sequence gap) or the run's opening was
-    /// not seen by this process.
-    pub(super) chain_broken: bool,
-    /// Steps chained so far (the terminal audit record counts them).
-    pub(super) chain_steps: u32,
-    pub(super) next_seq: Option<u64>,
     /// Entries that opened or fed the run and produced no span of their own: their IDs
-    /// ([`OpenRun::hold`]).
+    /// ([`OpenRun::hold_entry`]).
     pub held: Vec<HeldId>,
 }
 
@@ -78,65 +74,6 @@ pub struct OpenRun {
 pub struct Context {
     pub(super) traceparent: Option<TraceParent>,
     pub(super) prev_run: Option<RunRef>,
-}
-
-/// A step's SHA-256 as the root shows it (`vcon.hash.entering`, `vcon.hash.final`): its 32 bytes,
-/// written back as the same 64 lowercase hex digits; any other text is kept as it came.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Digest {
-    Bytes([u8; 32]),
-    Text(Box<str>),
-}
-
-impl Digest {
-    pub fn of(h: &StepHash) -> Digest {
-        let mut b = [0u8; 32];
-        if crate::event::valid_sha256(&h.sha256_hex) && hex::decode_to_slice(&h.sha256_hex, &mut b).is_ok() {
-            Digest::Bytes(b)
-        } else {
-            Digest::Text(h.sha256_hex.as_str().into())
-        }
-    }
-
-    pub fn hex(&self) -> String {
-        match self {
-            Digest::Bytes(b) => hex::encode(b),
-            Digest::Text(t) => t.to_string(),
-        }
-    }
-}
-
-/// Start times of a run's steps whose start record was held (`link_start`, `storage_start`), by
-/// step; nothing is allocated until the first one.
-#[derive(Debug)]
-pub struct Starts<K>(Option<Box<HashMap<K, u64>>>);
-
-impl<K> Default for Starts<K> {
-    fn default() -> Self {
-        Starts(None)
-    }
-}
-
-impl<K: Eq + Hash> Starts<K> {
-    /// Remembers that step `k` started at `ts_ns`; returns the start it replaces.
-    pub fn insert(&mut self, k: K, ts_ns: u64) -> Option<u64> {
-        self.0.get_or_insert_with(Default::default).insert(k, ts_ns)
-    }
-
-    pub fn get<Q: Eq + Hash + ?Sized>(&self, k: &Q) -> Option<u64>
-    where
-        K: std::borrow::Borrow<Q>,
-    {
-        self.0.as_ref()?.get(k).copied()
-    }
-}
-
-/// Pushes onto `v`, growing it exactly (1, 2, 4, … elements) instead of to at least 4.
-fn push_exact<T>(v: &mut Vec<T>, x: T) {
-    if v.len() == v.capacity() {
-        v.reserve_exact(v.len().max(1));
-    }
-    v.push(x);
 }
 
 impl OpenRun {
@@ -164,16 +101,12 @@ impl OpenRun {
             link_starts: Starts::default(),
             storage_starts: Starts::default(),
             context: None,
-            hash_chain: chain::genesis(&r.vcon_uuid, &r.run),
-            chain_broken: !(r.event == EventKind::ChainStart || r.link_index == Some(-1)),
-            chain_steps: 0,
-            next_seq: None,
             held: Vec::new(),
         }
     }
 
-    /// Folds what a record says about its run into the run (the link list and the producer are
-    /// taken when the run is touched, [`Runs::touch`]).
+    /// Folds what a record says about its run into the run. (An open run got its link list and
+    /// producer from [`Runs::touch`] already, shared with other runs.)
     pub(super) fn absorb(&mut self, r: &Record, chain: Option<&str>, hash: Option<&StepHash>) {
         self.last_ns = self.last_ns.max(r.ts_ns);
         if let Some(s) = r.run_start_ns {
@@ -182,6 +115,12 @@ impl OpenRun {
         self.start_ns = self.start_ns.min(r.ts_ns);
         if self.chain.is_none() {
             self.chain = chain.map(str::to_string);
+        }
+        if self.links.is_none() {
+            self.links = r.links.as_deref().map(Arc::from);
+        }
+        if self.producer.is_none() {
+            self.producer = r.producer.clone().map(Arc::new);
         }
         if self.ingress_list.is_none() {
             self.ingress_list = r.ingress_list.as_deref().map(Box::from);
@@ -220,10 +159,59 @@ impl OpenRun {
         }
     }
 
-    /// Holds an entry until the root span is accepted, by its ID only: the run has what it needs
-    /// of the record, and a dead letter re-reads the record from the stream (`export`).
-    pub(super) fn hold(&mut self, e: Entry) {
+    /// Keeps what a held record (an opening, a `link_start`, a `storage_start`) says for later
+    /// spans: a start time, or a span event for the root.
+    pub(super) fn hold(&mut self, r: &Record) {
+        match r.event {
+            EventKind::LinkStart => {
+                self.link_starts.insert(r.link_index.unwrap_or(0), r.ts_ns);
+            }
+            EventKind::StorageStart => {
+                self.storage_starts.insert(r.storage.clone().unwrap_or_default(), r.ts_ns);
+            }
+            _ => self.push_event(spans::start_event(r)),
+        }
+    }
+
+    /// Holds the entry of a held record until the root span is accepted, by its ID only: the run
+    /// has what it needs of the record, and a dead letter re-reads the record from the stream
+    /// (`export`).
+    pub(super) fn hold_entry(&mut self, e: Entry) {
         push_exact(&mut self.held, HeldId::of(&e.id));
+    }
+
+    /// The run as its journal (complete up to `end`, the ending record) tells it, holding `held`:
+    /// each held record is folded in as if read here, every other record by what its entry keeps
+    /// (time, hash, final UUID), in `seq` order. The same journal gives the same run on every
+    /// replica. A held record whose bytes no longer decode is left out (counted by the caller's
+    /// decode metrics when it was read; it cannot be here unless the journal was edited).
+    pub fn replay(j: &Journal, end: &Record, held: Vec<HeldId>, now: Instant) -> OpenRun {
+        let mut run = OpenRun::new(end, now, 0);
+        for e in j.values() {
+            let hash = e.step_hash();
+            match e.record.as_deref().map(|t| crate::event::decode(t.as_bytes())) {
+                Some(Ok(r)) => {
+                    run.absorb(&r, e.chain.as_deref(), hash.as_ref());
+                    run.hold(&r);
+                }
+                Some(Err(_)) => {}
+                None => run.absorb_entry(e, hash),
+            }
+        }
+        run.held = held;
+        run
+    }
+
+    /// Folds in a non-held record of the run from its journal entry.
+    fn absorb_entry(&mut self, e: &JournalEntry, hash: Option<StepHash>) {
+        self.last_ns = self.last_ns.max(e.ts_ns);
+        self.start_ns = self.start_ns.min(e.ts_ns).min(e.run_start_ns.unwrap_or(u64::MAX));
+        if let Some(f) = &e.final_uuid {
+            self.final_uuid = Some(f.as_str()).filter(|f| *f != self.vcon_uuid).map(Box::from);
+        }
+        if let Some(h) = &hash {
+            self.last_hash = Some(Digest::of(h));
+        }
     }
 
     /// The held entries, to acknowledge (without payload: see [`Entry`]).
@@ -235,41 +223,6 @@ impl OpenRun {
     pub(super) fn span_events(&self) -> Vec<crate::otlp::span::Event> {
         self.events.iter().map(|e| spans::run_event(e, &self.vcon_uuid)).collect()
     }
-}
-
-/// The link lists and producers of open runs, shared between the runs that carry the same ones (a
-/// deployment has a few chains and worker threads, and every run's records repeat them). Bounded:
-/// at [`MAX_SHARED`] values of one kind its table is emptied and fills again; runs keep the values
-/// they have, so sharing only restarts.
-#[derive(Default)]
-struct Shared {
-    links: HashSet<Arc<[String]>>,
-    producers: HashSet<Arc<Producer>>,
-}
-
-/// Most distinct link lists, and most distinct producers, shared at once.
-pub const MAX_SHARED: usize = 1024;
-
-impl Shared {
-    fn links(&mut self, l: &[String]) -> Arc<[String]> {
-        intern(&mut self.links, l, |l| l.into())
-    }
-
-    fn producer(&mut self, p: &Producer) -> Arc<Producer> {
-        intern(&mut self.producers, p, |p| Arc::new(p.clone()))
-    }
-}
-
-fn intern<T: ?Sized + Eq + Hash>(set: &mut HashSet<Arc<T>>, v: &T, make: impl FnOnce(&T) -> Arc<T>) -> Arc<T> {
-    if let Some(a) = set.get(v) {
-        return a.clone();
-    }
-    if set.len() >= MAX_SHARED {
-        set.clear();
-    }
-    let a = make(v);
-    set.insert(a.clone());
-    a
 }
 
 /// The open runs, by key and by last activity.
@@ -299,7 +252,7 @@ impl Runs {
     }
 
     /// The run, marked active at `now`; opened from `r` when it is not open. Takes the run's link
-    /// list and producer from `r` when it has none yet (shared with other runs, [`Shared`]).
+    /// list and producer from `r` when it has none yet (shared with other runs, `Shared`).
     pub fn touch(&mut self, k: RunKey, r: &Record, now: Instant) -> &mut OpenRun {
         self.ticks += 1;
         let tick = self.ticks;
@@ -386,8 +339,8 @@ mod tests {
     fn a_held_entry_keeps_its_id_and_not_its_record() {
         let mut runs = Runs::default();
         let run = runs.touch(key("r1"), &opening("r1", &["a"], "h"), Instant::now());
-        run.hold(Entry { id: "1700000000000-12".into(), payload: Some(bytes::Bytes::from_static(b"{\"v\":1}")) });
-        run.hold(Entry { id: "e1".into(), payload: Some(bytes::Bytes::from_static(b"{\"v\":1}")) });
+        run.hold_entry(Entry { id: "1700000000000-12".into(), payload: Some(bytes::Bytes::from_static(b"{\"v\":1}")) });
+        run.hold_entry(Entry { id: "e1".into(), payload: Some(bytes::Bytes::from_static(b"{\"v\":1}")) });
         assert_eq!(run.held, [HeldId::Stream { ms: 1_700_000_000_000, seq: 12 }, HeldId::Other("e1".into())]);
         assert_eq!(run.held.capacity(), 2, "grown exactly");
         assert_eq!(run.held_entries(), [Entry { id: "1700000000000-12".into(), payload: None }, Entry { id: "e1".into(), payload: None }]);
