@@ -112,6 +112,7 @@ pub struct Metrics {
     pub events_ingested: Family<SourceEvent, Counter>,
     pub events_rejected: Family<ReasonLabel, Counter>,
     pub dead_letters: Family<StageLabel, Counter>,
+    pub dead_letters_without_record: Counter,
     pub http_requests: Family<StatusLabel, Counter>,
     pub spans_exported: Family<OutcomeLabel, Counter>,
     pub spans_dropped: Family<ReasonLabel, Counter>,
@@ -178,6 +179,7 @@ impl Metrics {
             events_ingested: Family::default(),
             events_rejected: Family::default(),
             dead_letters: Family::default(),
+            dead_letters_without_record: Counter::default(),
             http_requests: Family::default(),
             spans_exported: Family::default(),
             spans_dropped: Family::default(),
@@ -236,6 +238,11 @@ impl Metrics {
         r.register("vcon_otel_events_ingested", "Records decoded successfully", m.events_ingested.clone());
         r.register("vcon_otel_events_rejected", "Records rejected and dead-lettered, by reason", m.events_rejected.clone());
         r.register("vcon_otel_dead_letters", "Entries written to the dead-letter stream, by stage", m.dead_letters.clone());
+        r.register(
+            "vcon_otel_dead_letters_without_record",
+            "Dead letters written without the record: the entry had none, or it was held by an open run and was gone from the stream when re-read",
+            m.dead_letters_without_record.clone(),
+        );
         r.register("vcon_otel_http_requests", "POST /v1/events answers by status code", m.http_requests.clone());
         r.register("vcon_otel_spans_exported", "Spans by export outcome", m.spans_exported.clone());
         r.register("vcon_otel_spans_dropped", "Spans not offered to the exporter because its queue was full (tracer outcome spans only), by reason", m.spans_dropped.clone());

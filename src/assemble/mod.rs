@@ -157,7 +157,7 @@ impl Assembler {
         if r.is_held() {
             let run = self.runs.get_mut(&key).expect("opened above");
             run.hold(&r);
-            run.held.push(entry);
+            run.hold_entry(entry);
             self.held += 1;
             return out;
         }
@@ -238,7 +238,7 @@ impl Assembler {
     /// Removes a run another replica finished (its root was accepted there); returns the entries it
     /// held, to acknowledge.
     pub fn finished_elsewhere(&mut self, key: &RunKey) -> Option<Vec<Entry>> {
-        self.remove(key).map(|r| r.held)
+        self.remove(key).map(|r| r.held_entries())
     }
 
     /// Removes and returns the runs idle for longer than `idle_timeout`, oldest first. The caller

@@ -11,6 +11,7 @@ use crate::ids::{self, SpanRole};
 use crate::metrics::{self, Metrics};
 use crate::otlp::{kv_bool, kv_int, kv_str, span, status, KeyValue, Span, Status};
 use crate::stream::done::RunDone;
+use std::sync::Arc;
 
 /// What is known of a step's compliance hash.
 #[derive(Clone, Copy, Default)]
@@ -24,7 +25,7 @@ pub struct Hashed<'a> {
 pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed<'_>, m: &Metrics) -> FinishedSpan {
     let index = r.link_index.unwrap_or(0);
     let name = r.link_name().unwrap_or("unknown").to_string();
-    let start = step_start(r, || run.and_then(|x| x.link_starts.get(&index).copied()));
+    let start = step_start(r, || run.and_then(|x| x.link_starts.get(&index)));
     let mut attrs = common_attrs(r, r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), chain);
     attrs.push(kv_str("vcon.link.name", name.clone()));
     attrs.push(kv_int("vcon.link.index", index));
@@ -47,7 +48,7 @@ pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed
     attrs.push(kv_str("vcon.link.outcome", outcome));
     let (trace_id, mut s) = step_span(r, SpanRole::Link(index), format!("link {name}"), span::SpanKind::Internal, start, attrs, hash);
     if r.event == EventKind::TracerCall {
-        s.events.push(tracer_event(r));
+        s.events.push(run_event(&RunEvent::of(r), &r.vcon_uuid));
     }
     apply_error(&mut s, r);
     add_traceparent_link(&mut s, r.traceparent.as_ref());
@@ -59,7 +60,7 @@ pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed
 /// The span of a storage, from the record that completed it.
 pub fn storage(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed<'_>, m: &Metrics) -> FinishedSpan {
     let name = r.storage.clone().unwrap_or_default();
-    let start = step_start(r, || run.and_then(|x| x.storage_starts.get(&name).copied()));
+    let start = step_start(r, || run.and_then(|x| x.storage_starts.get(&name)));
     let mut attrs = common_attrs(r, r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), chain);
     attrs.push(kv_str("vcon.storage.name", name.clone()));
     if let Some(module) = &r.module {
@@ -107,7 +108,8 @@ fn step_span(
 
 /// A step's span as finished: its producer is the record's, else the one its run opened with.
 fn step_finished(span: Span, r: &Record, run: Option<&OpenRun>) -> FinishedSpan {
-    FinishedSpan { span, producer: r.producer.clone().or(run.and_then(|x| x.producer.clone())), acks: vec![], root_of: None, terminal: None }
+    let producer = r.producer.clone().or_else(|| run.and_then(|x| x.producer.as_deref().cloned()));
+    FinishedSpan { span, producer, acks: vec![], root_of: None, terminal: None }
 }
 
 /// The record that ended a run, with its chain name.
@@ -125,7 +127,7 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
         (None, Some(r)) => (r.vcon_uuid.clone(), r.run.clone()),
         (None, None) => unreachable!("a root needs a run or an ending record"),
     };
-    let links = end_r.and_then(|r| r.links.clone()).or_else(|| run.as_ref().and_then(|o| o.links.clone()));
+    let links = end_r.and_then(|r| r.links.as_deref()).or_else(|| run.as_ref().and_then(|o| o.links.as_deref()));
     let chain = end.as_ref().and_then(|e| e.chain).map(str::to_string).or_else(|| run.as_ref().and_then(|o| o.chain.clone()));
     let start = run
         .as_ref()
@@ -148,7 +150,7 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
         attrs.push(kv_str("vcon.chain.name", c.clone()));
     }
     attrs.push(kv_str("vcon.run.outcome", outcome.as_str()));
-    if let Some(l) = &links {
+    if let Some(l) = links {
         attrs.push(kv_str("vcon.chain.links", l.join(",")));
         attrs.push(kv_int("vcon.chain.link_count", l.len() as i64));
     }
@@ -157,12 +159,12 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
     let mut acks = Vec::new();
     let mut producer = end_r.and_then(|r| r.producer.clone());
     if let Some(o) = run {
-        producer = producer.or(o.producer);
-        s.events = o.events;
+        s.events = o.span_events();
+        add_traceparent_link(&mut s, o.traceparent());
+        add_prev_run_link(&mut s, o.prev_run());
         s.dropped_events_count = o.dropped_events;
-        acks = o.held;
-        add_traceparent_link(&mut s, o.traceparent.as_ref());
-        add_prev_run_link(&mut s, o.prev_run.as_ref());
+        acks = o.held_entries();
+        producer = producer.or_else(|| o.producer.map(Arc::unwrap_or_clone));
     }
     if let Some(r) = end_r {
         if r.event == EventKind::ChainError {
@@ -187,18 +189,18 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
 fn run_attrs(attrs: &mut Vec<KeyValue>, vcon_uuid: &str, run: Option<&OpenRun>, end: Option<&Record>) {
     let final_uuid = end
         .and_then(|r| if r.event == EventKind::TracerCall { r.in_vcon_uuid.clone() } else { r.out_vcon_uuid.clone() })
-        .or_else(|| run.and_then(|o| o.final_uuid.clone()));
+        .or_else(|| run.and_then(|o| o.final_uuid.as_deref().map(str::to_string)));
     if let Some(f) = final_uuid.filter(|f| f != vcon_uuid) {
         attrs.push(kv_str("vcon.uuid.final", f));
     }
-    if let Some(i) = end.and_then(|r| r.ingress_list.clone()).or_else(|| run.and_then(|o| o.ingress_list.clone())) {
+    if let Some(i) = end.and_then(|r| r.ingress_list.clone()).or_else(|| run.and_then(|o| o.ingress_list.as_deref().map(str::to_string))) {
         attrs.push(kv_str("vcon.ingress_list", i));
     }
     if let Some(h) = run.and_then(|o| o.entering_hash.as_ref()) {
-        attrs.push(kv_str("vcon.hash.entering", h.sha256_hex.clone()));
+        attrs.push(kv_str("vcon.hash.entering", h.hex()));
     }
     if let Some(h) = run.and_then(|o| o.last_hash.as_ref()) {
-        attrs.push(kv_str("vcon.hash.final", h.sha256_hex.clone()));
+        attrs.push(kv_str("vcon.hash.final", h.hex()));
     }
 }
 
@@ -260,16 +262,82 @@ pub fn tracer_outcome(r: &Record, t: &TracerOutcome<'_>) -> FinishedSpan {
     FinishedSpan { span: s, producer: r.producer.clone(), acks: vec![], root_of: None, terminal: None }
 }
 
-/// The span event of a record that opens a run (a pre-chain tracer call, a `chain_start`).
-pub fn start_event(r: &Record) -> span::Event {
-    if r.event == EventKind::TracerCall {
-        return tracer_event(r);
+/// The span event of a record that opens a run (a pre-chain tracer call, a `chain_start`), kept by
+/// its run until the root is built.
+pub fn start_event(r: &Record) -> RunEvent {
+    RunEvent::of(r)
+}
+
+/// What a record's span event is built from ([`run_event`]): the event of a tracer call
+/// (`tracer.pre_chain`, `tracer.call`), or the event named after the record's kind with its
+/// ingress list. Kept by open runs, so kept small: numbers without `Option` wrappers,
+/// and a tracer call's UUIDs not copied when they are the run's vCon UUID (the usual case; any
+/// other goes in `swapped`).
+#[derive(Debug)]
+pub struct RunEvent {
+    ts_ns: u64,
+    /// The record's `call_ns` and `link_index`, when `has_call_ns` / `has_link_index`.
+    call_ns: u64,
+    link_index: i64,
+    /// The tracer name, or (for other kinds) the ingress list.
+    text: Option<Box<str>>,
+    /// `in_vcon_uuid`, `out_vcon_uuid` when present and not the record's `vcon_uuid`.
+    swapped: Option<Box<[Option<String>; 2]>>,
+    kind: EventKind,
+    has_call_ns: bool,
+    has_link_index: bool,
+    /// `in_vcon_uuid` / `out_vcon_uuid` is the record's `vcon_uuid`.
+    in_is_run: bool,
+    out_is_run: bool,
+}
+
+impl RunEvent {
+    pub fn of(r: &Record) -> RunEvent {
+        let tracer = r.event == EventKind::TracerCall;
+        let is_run = |u: &Option<String>| tracer && u.as_deref() == Some(r.vcon_uuid.as_str());
+        let other = |u: &Option<String>| u.clone().filter(|u| tracer && *u != r.vcon_uuid);
+        let swapped = [other(&r.in_vcon_uuid), other(&r.out_vcon_uuid)];
+        RunEvent {
+            ts_ns: r.ts_ns,
+            call_ns: r.call_ns.unwrap_or(0),
+            link_index: r.link_index.unwrap_or(0),
+            text: if tracer { r.tracer.as_deref() } else { r.ingress_list.as_deref() }.map(Box::from),
+            swapped: if swapped.iter().any(Option::is_some) { Some(Box::new(swapped)) } else { None },
+            kind: r.event,
+            has_call_ns: r.call_ns.is_some(),
+            has_link_index: r.link_index.is_some(),
+            in_is_run: is_run(&r.in_vcon_uuid),
+            out_is_run: is_run(&r.out_vcon_uuid),
+        }
     }
-    let mut attrs = Vec::new();
-    if let Some(i) = &r.ingress_list {
-        attrs.push(kv_str("vcon.ingress_list", i.clone()));
+
+    fn uuid<'a>(&'a self, is_run: bool, which: usize, vcon_uuid: &'a str) -> Option<&'a str> {
+        if is_run {
+            return Some(vcon_uuid);
+        }
+        self.swapped.as_ref()?[which].as_deref()
     }
-    event(r.ts_ns, r.event.as_str(), attrs)
+}
+
+/// The span event of `e`, a record of the run of vCon `vcon_uuid`.
+pub fn run_event(e: &RunEvent, vcon_uuid: &str) -> span::Event {
+    if e.kind != EventKind::TracerCall {
+        let attrs = e.text.iter().map(|i| kv_str("vcon.ingress_list", &**i)).collect();
+        return event(e.ts_ns, e.kind.as_str(), attrs);
+    }
+    let link_index = Some(e.link_index).filter(|_| e.has_link_index);
+    let mut attrs = vec![kv_str("vcon.tracer.name", e.text.as_deref().unwrap_or_default()), kv_int("vcon.link.index", link_index.unwrap_or(-1))];
+    if let Some(i) = e.uuid(e.in_is_run, 0, vcon_uuid) {
+        attrs.push(kv_str("vcon.tracer.in_vcon_uuid", i));
+    }
+    if let Some(o) = e.uuid(e.out_is_run, 1, vcon_uuid) {
+        attrs.push(kv_str("vcon.tracer.out_vcon_uuid", o));
+    }
+    if e.has_call_ns {
+        attrs.push(kv_int("vcon.tracer.call_ns", e.call_ns as i64));
+    }
+    let name = if link_index == Some(-1) { "tracer.pre_chain" } else { "tracer.call" };
+    event(e.ts_ns, name, attrs)
 }
 
 fn event(ts: u64, name: &str, attributes: Vec<KeyValue>) -> span::Event {
@@ -323,21 +391,6 @@ fn add_hash_attrs(attrs: &mut Vec<KeyValue>, hashed: Hashed<'_>, of_input: bool)
         attrs.push(kv_int("vcon.analyses.count", an as i64));
         attrs.push(kv_int("vcon.attachments.count", at as i64));
     }
-}
-
-fn tracer_event(r: &Record) -> span::Event {
-    let mut attrs = vec![kv_str("vcon.tracer.name", r.tracer.clone().unwrap_or_default()), kv_int("vcon.link.index", r.link_index.unwrap_or(-1))];
-    if let Some(i) = &r.in_vcon_uuid {
-        attrs.push(kv_str("vcon.tracer.in_vcon_uuid", i.clone()));
-    }
-    if let Some(o) = &r.out_vcon_uuid {
-        attrs.push(kv_str("vcon.tracer.out_vcon_uuid", o.clone()));
-    }
-    if let Some(ns) = r.call_ns {
-        attrs.push(kv_int("vcon.tracer.call_ns", ns as i64));
-    }
-    let name = if r.link_index == Some(-1) { "tracer.pre_chain" } else { "tracer.call" };
-    event(r.ts_ns, name, attrs)
 }
 
 fn apply_error(s: &mut Span, r: &Record) {

@@ -120,7 +120,7 @@ async fn expire(asm: &mut Assembler, redis: Option<&mut ConnectionManager>, ends
     let mut out = Vec::new();
     for ((run, finished), journal) in expired.into_iter().zip(finished).zip(journals) {
         if finished {
-            out.push(Output::Ack(run.held));
+            out.push(Output::Ack(run.held_entries()));
         } else {
             tracing::debug!(vcon_uuid = %run.vcon_uuid, run = %run.run, "run idle past runs.idle_timeout; closing it as incomplete");
             out.extend(asm.close_incomplete(run, journal.as_ref()));

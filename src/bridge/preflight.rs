@@ -12,6 +12,7 @@
 //! | `XREADGROUP GROUP {group} {consumer} … STREAMS {stream.key} x` | `+xreadgroup` |
 //! | `XAUTOCLAIM`, `XCLAIM` with the idle time `x` | `+xautoclaim`, `+xclaim` |
 //! | `XACK {stream.key} {group} 0-0`, `XINFO GROUPS {stream.key}` | `+xack`, `+xinfo\|groups` |
+//! | `XRANGE {stream.key} x x` | `+xrange` (a held entry's record, re-read to dead-letter it) |
 //! | `XADD {stream.key} 0-0 …`, `XADD {stream.dead_letter_key} 0-0 …` | `+xadd` on both keys |
 //! | `SET vcon_otel:done:… 1 XX EX 1`, `GET vcon_otel:done:…` | `+set`, `+get` on the markers |
 //! | `COMMAND INFO JSON.GET`, `JSON.GET vcon_otel:snap:…` | the module, `+command\|info`, `+json.get` |
@@ -163,6 +164,7 @@ fn probes(plan: &Plan<'_>) -> Vec<Probe> {
         probe(format!("XAUTOCLAIM on {k}"), &["XAUTOCLAIM", k, g, c, "x", "0-0", "JUSTID"]),
         probe(format!("XCLAIM on {k}"), &["XCLAIM", k, g, c, "x", "0-0", "JUSTID"]),
         probe(format!("XACK on {k}"), &["XACK", k, g, "0-0"]),
+        probe(format!("XRANGE on {k}"), &["XRANGE", k, "x", "x"]),
         probe(format!("XINFO GROUPS on {k}"), &["XINFO", "GROUPS", k]),
         probe(format!("XADD on {k}"), &["XADD", k, "0-0", "r", "x"]),
         probe(format!("XADD on {dead}"), &["XADD", dead, "0-0", "r", "x"]),

@@ -81,7 +81,7 @@ pub struct ErrorInfo {
 }
 
 /// The producer instance (a conserver worker process).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Producer {
     pub host: String,
     pub pid: u64,

@@ -6,7 +6,11 @@
 //! exponential backoff (or the server's delay) **without giving up**; meanwhile the bounded input
 //! channel fills and the reader upstream pauses at `export.max_inflight` unacknowledged entries, so
 //! memory stays bounded through a collector outage. A permanent rejection is counted, its entries
-//! are dead-lettered (with their records), then acknowledged. On shutdown, a batch still failing when
+//! are dead-lettered with their records, then acknowledged. An entry held by an open run reaches
+//! this stage with its ID only (`assemble::run`): only when it is dead-lettered is its record read
+//! again from the stream by ID (`XRANGE`); if the entry is gone from the stream by then (trimmed by
+//! the producer's `maxlen`, deleted), it is dead-lettered with its ID and reason
+//! `export_rejected_record_gone` and counted (`vcon_otel_dead_letters_without_record_total`). On shutdown, a batch still failing when
 //! the grace deadline passes is left unacknowledged: its entries stay pending in Redis and are
 //! exported again after a restart, with the same IDs.
 
@@ -142,10 +146,7 @@ impl Stage {
             retry::Outcome::GaveUp { failure, .. } => {
                 metrics.spans_exported.get_or_create(&OutcomeLabel { outcome: "failed" }).inc_by(n);
                 tracing::error!(spans = n, error = %failure, "collector rejected the batch permanently; its entries go to the dead-letter stream");
-                let detail = failure.to_string();
-                let letters: Vec<DeadLetter<'_>> =
-                    entries.iter().map(|entry| DeadLetter { stage: "export", reason: "export_rejected", detail: &detail, entry }).collect();
-                self.dead.write(&letters, give_up).await
+                dead_letter(&*self.dead, entries, &failure.to_string(), give_up).await
             }
             retry::Outcome::Stopped { .. } => false,
         }
@@ -174,6 +175,37 @@ impl Stage {
         };
         matches!(out, retry::Outcome::Done { .. })
     }
+}
+
+/// Dead-letters the entries of a permanently rejected batch, each with its record (reason
+/// `export_rejected`). An entry held by an open run kept only its ID, so its record is read again
+/// from the stream first ([`DeadLetters::reread`]); when it is no longer there, the letter carries
+/// the entry ID alone, with reason `export_rejected_record_gone` (counted by the writer, logged as
+/// one warning per batch). False when told to give up first (the entries stay pending).
+async fn dead_letter(dead: &dyn DeadLetters, entries: &[Entry], detail: &str, give_up: &mut watch::Receiver<bool>) -> bool {
+    let held: Vec<&str> = entries.iter().filter(|e| e.payload.is_none()).map(|e| e.id.as_str()).collect();
+    let Some(records) = dead.reread(&held, give_up).await else { return false };
+    let mut records = records.into_iter();
+    let filled: Vec<Entry> = entries
+        .iter()
+        .map(|e| match &e.payload {
+            Some(_) => e.clone(),
+            None => Entry { id: e.id.clone(), payload: records.next().flatten() },
+        })
+        .collect();
+    let gone = filled.iter().filter(|e| e.payload.is_none()).count();
+    if gone > 0 {
+        tracing::warn!(entries = gone, "records of rejected entries are no longer in the stream (trimmed or deleted); their dead letters carry only the entry ID");
+    }
+    let gone_detail = format!("{detail}; the record was no longer in the stream when it was dead-lettered (trimmed or deleted), so this letter has only the entry ID");
+    let letters: Vec<DeadLetter<'_>> = filled
+        .iter()
+        .map(|entry| match entry.payload {
+            Some(_) => DeadLetter { stage: "export", reason: "export_rejected", detail, entry },
+            None => DeadLetter { stage: "export", reason: "export_rejected_record_gone", detail: &gone_detail, entry },
+        })
+        .collect();
+    dead.write(&letters, give_up).await
 }
 
 /// Puts the attempt count and the outcome (`accepted`, `partial`, `rejected`, `stopped`) on the

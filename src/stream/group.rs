@@ -333,7 +333,7 @@ fn unexpected(what: &str, got: &Value) -> ParsingError {
     format!("XREADGROUP reply: expected {what}, got {kind}").into()
 }
 
-fn to_entry(mut id: StreamId) -> Entry {
+pub(super) fn to_entry(mut id: StreamId) -> Entry {
     let payload = match id.map.remove("r") {
         Some(Value::BulkString(b)) => Some(bytes::Bytes::from(b)),
         Some(Value::SimpleString(s)) => Some(bytes::Bytes::from(s.into_bytes())),

@@ -40,11 +40,46 @@ pub use inflight::InFlight;
 pub type EntryId = String;
 
 /// One entry as read: its ID and the bytes of field `r` (the record; `None` when absent). The
-/// payload travels with the entry until it is acknowledged, so a dead letter can always carry it.
+/// payload travels with the entry until it is acknowledged, so a dead letter can always carry it,
+/// except for an entry held by an open run (`assemble::run`): that one keeps only its ID
+/// ([`HeldId`]) and comes back without payload, and the export stage re-reads its record from the
+/// stream when it has to dead-letter it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
     pub id: EntryId,
     pub payload: Option<bytes::Bytes>,
+}
+
+/// What an entry held by an open run keeps of itself (`assemble::run`): its ID in 16 bytes when it
+/// is a stream ID as Redis writes it (`<ms>-<seq>`, decimal, no leading zeros), else the text.
+/// It becomes an [`Entry`] without payload again ([`HeldId::entry`]) with the very same ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeldId {
+    Stream { ms: u64, seq: u64 },
+    Other(Box<str>),
+}
+
+impl HeldId {
+    pub fn of(id: &str) -> HeldId {
+        match id.split_once('-').and_then(|(ms, seq)| Some((decimal(ms)?, decimal(seq)?))) {
+            Some((ms, seq)) => HeldId::Stream { ms, seq },
+            None => HeldId::Other(id.into()),
+        }
+    }
+
+    pub fn entry(&self) -> Entry {
+        let id = match self {
+            HeldId::Stream { ms, seq } => format!("{ms}-{seq}"),
+            HeldId::Other(id) => id.to_string(),
+        };
+        Entry { id, payload: None }
+    }
+}
+
+/// `s` as a u64 if it is written the one way Redis writes one (so it prints back the same).
+fn decimal(s: &str) -> Option<u64> {
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    s.parse().ok().filter(|_| canonical)
 }
 
 /// What to acknowledge in one go: entry IDs, and the runs whose root span the collector accepted

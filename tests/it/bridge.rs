@@ -220,6 +220,29 @@ fn permanent_rejection_dead_letters_the_entries_and_acks_them() {
 }
 
 #[test]
+fn a_rejected_held_entry_gone_from_the_stream_is_dead_lettered_with_its_id_and_counted() {
+    let redis = RedisServer::start();
+    let rx = Receiver::start(vec![Answer::Permanent]);
+    let run = three_link_run("r1", "u1");
+    let opening = redis.xadd(STREAM, &run[0].to_string());
+    let bridge = Bridge::run(&config_with(&redis, &rx.grpc_endpoint(), "grpc", "max_batch_delay_ms: 1000", ""));
+    // The opening is read and held by its open run (pending, with its ID only); then it leaves the
+    // stream (a producer's MAXLEN trim would do the same).
+    assert!(wait_until(T, || redis.pending(STREAM, GROUP) == 1), "{}", bridge.output());
+    let _: i64 = redis::cmd("XDEL").arg(STREAM).arg(&opening).query(&mut redis.conn()).unwrap();
+    push(&redis, &run[1..]);
+    assert!(wait_until(T, || drained(&redis)), "{}", bridge.output());
+    let dead: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE").arg("vcon_otel:events:dead").arg("-").arg("+").query(&mut redis.conn()).unwrap();
+    assert_eq!(dead.len(), 4, "each entry of the rejected batch is dead-lettered: {dead:?}");
+    let (gone, kept): (Vec<_>, Vec<_>) = dead.iter().map(|(_, f)| f).partition(|f| f["reason"] == "export_rejected_record_gone");
+    assert_eq!(gone.len(), 1, "{dead:?}");
+    assert_eq!((gone[0]["source_id"].as_str(), gone[0]["r"].as_str(), gone[0]["stage"].as_str()), (opening.as_str(), "", "export"));
+    assert!(gone[0]["detail"].contains("no longer in the stream"), "{:?}", gone[0]);
+    assert!(kept.iter().all(|f| f["reason"] == "export_rejected" && f["r"].contains("tracer_call")), "{kept:?}");
+    assert_eq!(bridge.metric_value(&["vcon_otel_dead_letters_without_record_total"]), Some(1.0), "{}", bridge.metrics_text());
+}
+
+#[test]
 fn malformed_records_are_rejected_with_reasons_while_good_ones_behind_them_flow() {
     let redis = RedisServer::start();
     let rx = Receiver::start(vec![]);
