@@ -125,6 +125,8 @@ pub struct Metrics {
     pub runs_evicted: Counter,
     pub runs_waiting: Gauge,
     pub runs_finished_elsewhere: Counter,
+    pub runs_awaiting_journal: Gauge,
+    pub chains_unknown: Family<ReasonLabel, Counter>,
     pub run_end_to_ack: Family<RootLabel, Histogram, fn() -> Histogram>,
     pub export_batch_spans: Histogram,
     pub tracer_duration: Family<TracerLabels, Histogram, fn() -> Histogram>,
@@ -189,6 +191,8 @@ impl Metrics {
             runs_evicted: Counter::default(),
             runs_waiting: Gauge::default(),
             runs_finished_elsewhere: Counter::default(),
+            runs_awaiting_journal: Gauge::default(),
+            chains_unknown: Family::default(),
             run_end_to_ack: Family::new_with_constructor(histogram),
             export_batch_spans: Histogram::new([1.0, 8.0, 32.0, 128.0, 512.0, 2048.0, 8192.0].into_iter()),
             tracer_duration: Family::new_with_constructor(histogram),
@@ -244,6 +248,8 @@ impl Metrics {
         r.register("vcon_otel_audit_log_writes", "Audit log batch writes (append + fsync), by outcome", m.audit_writes.clone());
         r.register("vcon_otel_runs_waiting", "Open runs quiet for a second or more: a slow link, or a run whose end another replica read", m.runs_waiting.clone());
         r.register("vcon_otel_runs_finished_elsewhere", "Open runs acknowledged because another replica exported their root", m.runs_finished_elsewhere.clone());
+        r.register("vcon_otel_runs_awaiting_journal", "Ended runs whose root waits for journal entries another replica is still writing", m.runs_awaiting_journal.clone());
+        r.register("vcon_otel_chains_unknown", "Ended runs exported without a hash chain, by reason (incomplete, unreadable, full, no_seq)", m.chains_unknown.clone());
         r.register("vcon_otel_run_end_to_ack_seconds", "From a run's end to the acknowledgement of this replica's entries of it", m.run_end_to_ack.clone());
         r.register("vcon_otel_runs_evicted", "Open runs closed as incomplete to stay within runs.max_open or the held-entry bound", m.runs_evicted.clone());
         r.register("vcon_otel_export_batch_spans", "Spans per OTLP export request", m.export_batch_spans.clone());

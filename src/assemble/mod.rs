@@ -16,8 +16,8 @@
 pub mod run;
 pub mod spans;
 
-use crate::compliance::audit_log::{AuditRecord, Terminal};
-use crate::compliance::{chain, StepHash};
+use crate::compliance::audit_log::AuditRecord;
+use crate::compliance::journal::{self, Journal, RunEnd};
 use crate::enrich::{Enriched, Item};
 use crate::event::{ChainOutcome, EventKind, Producer, Record};
 use crate::metrics::Metrics;
@@ -114,16 +114,26 @@ impl Assembler {
         self.runs.len()
     }
 
-    /// Takes one enriched item; returns the outputs it completes, in order.
-    pub fn accept_item(&mut self, item: Item, now: Instant) -> Vec<Output> {
+    /// Takes one enriched item; returns the outputs it completes, in order. `journal`: for a run's
+    /// ending record, the run's journal complete up to it (the caller read it; see [`Assembler::accept_journaled`]).
+    pub fn accept_item(&mut self, item: Item, journal: Option<&Journal>, now: Instant) -> Vec<Output> {
         match item {
-            Item::Record(e) => self.accept(*e, now),
+            Item::Record(e) => self.accept_journaled(*e, journal, now),
             Item::Done(entry) => vec![Output::Ack(vec![entry])],
         }
     }
 
-    /// Takes one decoded record; returns the spans it completes.
+    /// Takes one decoded record; returns the spans it completes (no journal: a run it ends gets
+    /// no hash chain).
     pub fn accept(&mut self, input: Enriched, now: Instant) -> Vec<Output> {
+        self.accept_journaled(input, None, now)
+    }
+
+    /// Takes one decoded record. When it ends its run and `journal` (complete up to it) is given,
+    /// the root span is built from the journal, whichever records this process read, so every
+    /// replica builds the same root; the journal's hash chain goes on the root, and its audit
+    /// records (when auditing) come before it.
+    pub fn accept_journaled(&mut self, input: Enriched, journal: Option<&Journal>, now: Instant) -> Vec<Output> {
         let Enriched { entry, record: r, hash, unknown, chain, .. } = input;
         let mut out = Vec::new();
         if let Some(ns) = r.call_ns {
@@ -139,54 +149,36 @@ impl Assembler {
         if self.runs.contains(&key) || r.is_held() {
             let run = self.runs.touch(key, &r, now);
             run.absorb(&r, chain.as_deref(), hash.as_ref());
-            if let Some(seq) = r.seq {
-                if run.next_seq.is_some_and(|expected| expected != seq) && !run.chain_broken {
-                    tracing::debug!(run = %r.run, seq, "a record of this run is missing here; its hash chain stops");
-                    run.chain_broken = true;
-                }
-                run.next_seq = Some(seq + 1);
-            }
             self.metrics.open_runs.set(self.runs.len() as i64);
         }
-        let chain_value = match &hash {
-            Some(h) => self.chain_step(&key, &r, h, &mut out),
-            None => None,
-        };
         let run_chain = self.runs.get(&key).and_then(|x| x.chain.clone());
         let chain = chain.or(run_chain);
 
         if r.is_held() {
             let run = self.runs.get_mut(&key).expect("opened above");
-            match r.event {
-                EventKind::LinkStart => {
-                    run.link_starts.insert(r.link_index.unwrap_or(0), r.ts_ns);
-                }
-                EventKind::StorageStart => {
-                    run.storage_starts.insert(r.storage.clone().unwrap_or_default(), r.ts_ns);
-                }
-                _ => run.push_event(spans::start_event(&r)),
-            }
+            run.hold(&r);
             run.held.push(entry);
             self.held += 1;
             return out;
         }
 
         let hashed = spans::Hashed { hash: hash.as_ref(), unknown: unknown.as_deref() };
-        if let Some(s) = self.step_span(&key, &r, chain.as_deref(), hashed, chain_value) {
+        if let Some(s) = self.step_span(&key, &r, chain.as_deref(), hashed) {
             out.push(Output::Span(s));
         }
         if r.ends_run() {
-            let run = self.remove(&key);
             let outcome = match (r.event, r.outcome) {
                 (EventKind::ChainError, _) => RunOutcome::Failed,
                 (_, Some(ChainOutcome::Halted)) => RunOutcome::Halted,
                 _ => RunOutcome::Complete,
             };
-            let terminal = run.as_ref().and_then(|o| self.terminal(o, outcome, r.ts_ns));
+            let local = self.remove(&key);
+            let run = match journal {
+                Some(j) => Some(OpenRun::replay(j, &r, local.map(|l| l.held).unwrap_or_default(), now)),
+                None => local,
+            };
             let end = spans::End { record: &r, chain: chain.as_deref() };
-            let mut root = spans::root(run, Some(end), outcome, &self.metrics);
-            root.terminal = terminal;
-            out.push(Output::Span(root));
+            out.extend(self.seal_root(run, Some(end), outcome, r.ts_ns, journal));
         }
         // The entry is acknowledged with the last span it produced.
         match out.iter_mut().rev().find_map(|o| match o {
@@ -199,67 +191,42 @@ impl Assembler {
         out
     }
 
-    /// The span of a link or storage step, with the run's hash-chain value after it when known.
-    fn step_span(&self, key: &RunKey, r: &Record, chain: Option<&str>, hash: spans::Hashed<'_>, chain_value: Option<String>) -> Option<FinishedSpan> {
+    /// The span of a link or storage step.
+    fn step_span(&self, key: &RunKey, r: &Record, chain: Option<&str>, hash: spans::Hashed<'_>) -> Option<FinishedSpan> {
         let run = self.runs.get(key);
-        let mut s = match r.event {
+        let s = match r.event {
             EventKind::TracerCall | EventKind::LinkComplete | EventKind::LinkError => spans::link(r, run, chain, hash, &self.metrics),
             EventKind::StorageComplete | EventKind::StorageError => spans::storage(r, run, chain, hash, &self.metrics),
             _ => return None,
         };
-        if let Some(c) = chain_value {
-            s.span.attributes.push(kv_str("vcon.hash.chain", c));
-        }
         Some(s)
     }
 
-    /// Advances the run's hash chain by this record's step; pushes the audit record when auditing.
-    /// Returns the chain value after the step (hex), or None when the chain cannot be continued.
-    fn chain_step(&mut self, key: &RunKey, r: &Record, h: &StepHash, out: &mut Vec<Output>) -> Option<String> {
-        let run = self.runs.get_mut(key)?;
-        if run.chain_broken {
-            return None;
-        }
-        let (event, name, index) = match r.event {
-            EventKind::ChainStart => ("chain_start", "chain_start".to_string(), -1),
-            EventKind::TracerCall if r.link_index == Some(-1) => ("pre_chain", "pre_chain".to_string(), -1),
-            EventKind::TracerCall | EventKind::LinkComplete | EventKind::LinkError => {
-                ("link", r.link_name().unwrap_or("unknown").to_string(), r.link_index.unwrap_or(0))
-            }
-            EventKind::StorageComplete | EventKind::StorageError => ("storage", r.storage.clone().unwrap_or_default(), -2),
-            EventKind::ChainComplete | EventKind::ChainError => {
-                ("chain_end", "chain_end".to_string(), run.links.as_ref().map_or(0, |l| l.len() as i64))
-            }
-            _ => return None,
+    /// The root span of a run and, when the journal is given, its hash chain (on the root) and
+    /// audit records (before it, then the terminal record with the root): `[Audit…, Span(root)]`.
+    fn seal_root(&self, run: Option<OpenRun>, end: Option<spans::End<'_>>, outcome: RunOutcome, end_ns: u64, journal: Option<&Journal>) -> Vec<Output> {
+        let sealed = match (journal, &run) {
+            (Some(j), Some(o)) => Some(journal::seal(j, &RunEnd {
+                vcon_uuid: &o.vcon_uuid,
+                run: &o.run,
+                outcome: outcome.as_str(),
+                end_ns,
+                final_uuid: o.final_uuid.as_deref().unwrap_or(&o.vcon_uuid),
+                retention_policy: self.settings.audit_retention.as_deref(),
+            })),
+            _ => None,
         };
-        let prev = run.hash_chain;
-        run.hash_chain = chain::step(&prev, &name, index, &h.sha256_hex);
-        run.chain_steps += 1;
-        let value = hex::encode(run.hash_chain);
-        if let Some(policy) = &self.settings.audit_retention {
-            let current = match r.event {
-                EventKind::TracerCall => r.in_vcon_uuid.clone(),
-                _ => r.out_vcon_uuid.clone(),
+        let mut root = spans::root(run, end, outcome, &self.metrics);
+        let mut out = Vec::new();
+        if let Some(s) = sealed {
+            if let Some(c) = s.chain {
+                root.span.attributes.push(kv_str("vcon.hash.chain", hex::encode(c)));
             }
-            .unwrap_or_else(|| r.vcon_uuid.clone());
-            out.push(Output::Audit(AuditRecord {
-                record_id: format!("{}:{}", r.run, r.seq.unwrap_or(0)),
-                timestamp: crate::clock::rfc3339(r.ts_ns),
-                vcon_uuid: r.vcon_uuid.clone(),
-                current_uuid: current,
-                run: r.run.clone(),
-                seq: r.seq.unwrap_or(0),
-                event: event.into(),
-                step_name: name,
-                step_index: index,
-                content_sha256: h.sha256_hex.clone(),
-                prev_chain: hex::encode(prev),
-                chain: value.clone(),
-                retention_policy: policy.clone(),
-                mac: None,
-            }));
+            out.extend(s.audits.into_iter().map(Output::Audit));
+            root.terminal = s.terminal;
         }
-        Some(value)
+        out.push(Output::Span(root));
+        out
     }
 
     /// Up to `max` open runs with no record since `cutoff`, least recently active first (the runs
@@ -292,24 +259,12 @@ impl Assembler {
         all
     }
 
-    /// The root span of a run nobody ended: outcome `incomplete`.
-    pub fn close_incomplete(&self, run: OpenRun) -> Output {
-        let terminal = self.terminal(&run, RunOutcome::Incomplete, run.last_ns);
-        let mut root = spans::root(Some(run), None, RunOutcome::Incomplete, &self.metrics);
-        root.terminal = terminal;
-        Output::Span(root)
-    }
-
-    /// The run's terminal audit record (`audit_log.rs`), when auditing and the chain is whole here
-    /// (a run whose chain stopped gets none: `verify` then reports it unterminated).
-    fn terminal(&self, run: &OpenRun, outcome: RunOutcome, end_ns: u64) -> Option<AuditRecord> {
-        let policy = self.settings.audit_retention.as_deref()?;
-        if run.chain_broken {
-            return None;
-        }
-        let current = run.final_uuid.as_deref().unwrap_or(&run.vcon_uuid);
-        let t = Terminal { vcon_uuid: &run.vcon_uuid, current_uuid: current, run: &run.run, outcome: outcome.as_str(), steps: run.chain_steps, chain_after: &run.hash_chain, end_ns, retention_policy: policy };
-        Some(t.record())
+    /// The root span of a run nobody ended: outcome `incomplete`; with the run's journal (when it
+    /// has no gap), its chain and audit records as [`Assembler::accept_journaled`] gives them.
+    pub fn close_incomplete(&self, run: OpenRun, journal: Option<&Journal>) -> Vec<Output> {
+        let end_ns = run.last_ns;
+        let journal = journal.filter(|j| journal::gapless(j));
+        self.seal_root(Some(run), None, RunOutcome::Incomplete, end_ns, journal)
     }
 
     fn remove(&mut self, key: &RunKey) -> Option<OpenRun> {
@@ -330,7 +285,7 @@ impl Assembler {
         while self.runs.len() >= self.settings.max_open || self.held >= self.settings.max_held {
             let Some(run) = self.runs.pop_oldest() else { break };
             self.forget(std::slice::from_ref(&run));
-            out.push(self.close_incomplete(run));
+            out.extend(self.close_incomplete(run, None));
             evicted += 1;
         }
         if evicted > 0 {

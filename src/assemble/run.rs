@@ -3,7 +3,8 @@
 //! the idle sweep and eviction at `runs.max_open` take the least recently active runs in O(log n)
 //! without scanning every open run.
 
-use crate::compliance::{chain, StepHash};
+use crate::compliance::journal::{Journal, JournalEntry};
+use crate::compliance::StepHash;
 use crate::event::{EventKind, Producer, Record, RunRef, TraceParent};
 use crate::ids;
 use crate::otlp::span;
@@ -40,14 +41,6 @@ pub struct OpenRun {
     pub(super) dropped_events: u32,
     pub(super) link_starts: HashMap<i64, u64>,
     pub(super) storage_starts: HashMap<String, u64>,
-    /// Hash-chain value after the last step (genesis before the first).
-    pub(super) hash_chain: [u8; 32],
-    /// The chain cannot be continued: a record is missing (sequence gap) or the run's opening was
-    /// not seen by this process.
-    pub(super) chain_broken: bool,
-    /// Steps chained so far (the terminal audit record counts them).
-    pub(super) chain_steps: u32,
-    pub(super) next_seq: Option<u64>,
     /// Entries that opened or fed the run and produced no span of their own.
     pub held: Vec<Entry>,
 }
@@ -78,10 +71,6 @@ impl OpenRun {
             dropped_events: 0,
             link_starts: HashMap::new(),
             storage_starts: HashMap::new(),
-            hash_chain: chain::genesis(&r.vcon_uuid, &r.run),
-            chain_broken: !(r.event == EventKind::ChainStart || r.link_index == Some(-1)),
-            chain_steps: 0,
-            next_seq: None,
             held: Vec::new(),
         }
     }
@@ -120,6 +109,54 @@ impl OpenRun {
                 self.entering_hash = Some(h.clone());
             }
             self.last_hash = Some(h.clone());
+        }
+    }
+
+    /// Keeps what a held record (an opening, a `link_start`, a `storage_start`) says for later
+    /// spans: a start time, or a span event for the root.
+    pub(super) fn hold(&mut self, r: &Record) {
+        match r.event {
+            EventKind::LinkStart => {
+                self.link_starts.insert(r.link_index.unwrap_or(0), r.ts_ns);
+            }
+            EventKind::StorageStart => {
+                self.storage_starts.insert(r.storage.clone().unwrap_or_default(), r.ts_ns);
+            }
+            _ => self.push_event(super::spans::start_event(r)),
+        }
+    }
+
+    /// The run as its journal (complete up to `end`, the ending record) tells it, holding `held`:
+    /// each held record is folded in as if read here, every other record by what its entry keeps
+    /// (time, hash, final UUID), in `seq` order. The same journal gives the same run on every
+    /// replica. A held record whose bytes no longer decode is left out (counted by the caller's
+    /// decode metrics when it was read; it cannot be here unless the journal was edited).
+    pub fn replay(j: &Journal, end: &Record, held: Vec<Entry>, now: Instant) -> OpenRun {
+        let mut run = OpenRun::new(end, now, 0);
+        for e in j.values() {
+            let hash = e.step_hash();
+            match e.record.as_deref().map(|t| crate::event::decode(t.as_bytes())) {
+                Some(Ok(r)) => {
+                    run.absorb(&r, e.chain.as_deref(), hash.as_ref());
+                    run.hold(&r);
+                }
+                Some(Err(_)) => {}
+                None => run.absorb_entry(e, hash),
+            }
+        }
+        run.held = held;
+        run
+    }
+
+    /// Folds in a non-held record of the run from its journal entry.
+    fn absorb_entry(&mut self, e: &JournalEntry, hash: Option<StepHash>) {
+        self.last_ns = self.last_ns.max(e.ts_ns);
+        self.start_ns = self.start_ns.min(e.ts_ns).min(e.run_start_ns.unwrap_or(u64::MAX));
+        if let Some(f) = &e.final_uuid {
+            self.final_uuid = Some(f.clone());
+        }
+        if hash.is_some() {
+            self.last_hash = hash;
         }
     }
 

@@ -183,7 +183,7 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
 }
 
 /// The root's attributes from the run as a whole: final UUID, ingress list, entering/final hashes
-/// and the hash-chain value.
+/// (the hash-chain value is added by the assembler, from the run's journal).
 fn run_attrs(attrs: &mut Vec<KeyValue>, vcon_uuid: &str, run: Option<&OpenRun>, end: Option<&Record>) {
     let final_uuid = end
         .and_then(|r| if r.event == EventKind::TracerCall { r.in_vcon_uuid.clone() } else { r.out_vcon_uuid.clone() })
@@ -199,9 +199,6 @@ fn run_attrs(attrs: &mut Vec<KeyValue>, vcon_uuid: &str, run: Option<&OpenRun>, 
     }
     if let Some(h) = run.and_then(|o| o.last_hash.as_ref()) {
         attrs.push(kv_str("vcon.hash.final", h.sha256_hex.clone()));
-    }
-    if let Some(o) = run.filter(|o| !o.chain_broken && o.last_hash.is_some()) {
-        attrs.push(kv_str("vcon.hash.chain", hex::encode(o.hash_chain)));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Named record sequences and the span trees they must give.
 
 use super::*;
+use crate::compliance::StepHash;
 use crate::event::decode;
 use crate::ids::{self, SpanRole};
 use crate::otlp::{attr_str, span, status};
@@ -140,7 +141,7 @@ fn a_run_without_an_end_is_closed_incomplete_after_the_idle_timeout() {
     assert!(a.expire(t0 + Duration::from_secs(5)).is_empty());
     let expired = a.expire(t0 + Duration::from_secs(11));
     assert_eq!(expired.len(), 1);
-    let Output::Span(root) = a.close_incomplete(expired.into_iter().next().unwrap()) else { panic!() };
+    let Some(Output::Span(root)) = a.close_incomplete(expired.into_iter().next().unwrap(), None).pop() else { panic!() };
     assert_eq!(attr_str(&root.span.attributes, "vcon.run.outcome"), Some("incomplete"));
     assert_eq!(ids_of(&root.acks), ["e0"]);
     assert_eq!(root.span.end_time_unix_nano, 200, "ends at the last record seen");
@@ -214,43 +215,79 @@ fn rfc3339_formats_unix_nanoseconds() {
     assert_eq!(rfc3339(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
 }
 
-#[test]
-fn hashed_steps_extend_the_chain_and_emit_audit_records_in_step_order() {
-    let mut a = Assembler::new(
-        Settings { audit_retention: Some("7_years".into()), ..Default::default() },
-        Arc::new(Metrics::new(50)),
-    );
-    let t0 = Instant::now();
-    let mut outs = Vec::new();
+/// A tracer-only run of four hashed records (seq 0..3), as entries and as its journal.
+fn journaled_run() -> (Vec<Enriched>, Journal) {
+    let mut entries = Vec::new();
+    let mut j = Journal::new();
     for (i, seq) in [(-1i64, 0u64), (0, 1), (1, 2), (2, 3)] {
         let mut v = call(i, 200 + i as u64 * 100, 150, "u1", "u1");
         v["seq"] = json!(seq);
         let h = StepHash { sha256_hex: format!("{:064x}", seq), sha512_token: None, counts: None };
-        outs.extend(a.accept(en(v, &format!("e{seq}"), Some(h)), t0));
+        let e = en(v, &format!("e{seq}"), Some(h));
+        j.insert(seq, crate::compliance::journal::JournalEntry::of(&e.record, e.entry.payload.as_deref().unwrap(), e.hash.as_ref(), Some("main")));
+        entries.push(e);
+    }
+    (entries, j)
+}
+
+fn audited() -> Assembler {
+    Assembler::new(Settings { audit_retention: Some("7_years".into()), ..Default::default() }, Arc::new(Metrics::new(50)))
+}
+
+#[test]
+fn a_journaled_ending_gives_the_chain_and_audit_records_in_step_order() {
+    let (entries, j) = journaled_run();
+    let mut a = audited();
+    let t0 = Instant::now();
+    let mut outs = Vec::new();
+    for e in entries {
+        let ends = e.record.ends_run();
+        outs.extend(a.accept_journaled(e, ends.then_some(&j), t0));
     }
     let audits: Vec<&AuditRecord> = outs.iter().filter_map(|o| if let Output::Audit(r) = o { Some(r) } else { None }).collect();
     assert_eq!(audits.iter().map(|r| r.step_index).collect::<Vec<_>>(), [-1, 0, 1, 2]);
-    let mut value = chain::genesis("u1", "r1");
+    let mut value = crate::compliance::chain::genesis("u1", "r1");
     for r in &audits {
         assert_eq!(r.prev_chain, hex::encode(value));
-        value = chain::step(&value, &r.step_name, r.step_index, &r.content_sha256);
+        value = crate::compliance::chain::step(&value, &r.step_name, r.step_index, &r.content_sha256);
         assert_eq!(r.chain, hex::encode(value));
     }
     let root = spans(&outs).into_iter().find(|s| s.root_of.is_some()).unwrap();
     assert_eq!(attr_str(&root.span.attributes, "vcon.hash.chain"), Some(hex::encode(value).as_str()));
+    assert_eq!(root.terminal.as_ref().map(|t| t.prev_chain.clone()), Some(hex::encode(value)), "the terminal record continues the chain");
+    assert!(spans(&outs).iter().filter(|s| s.root_of.is_none()).all(|s| attr_str(&s.span.attributes, "vcon.hash.chain").is_none()), "link spans carry no chain value");
 }
 
 #[test]
-fn a_sequence_gap_stops_the_chain_instead_of_emitting_a_wrong_value() {
-    let mut a = Assembler::new(Settings { audit_retention: Some("p".into()), ..Default::default() }, Arc::new(Metrics::new(50)));
+fn a_replica_that_read_only_the_ending_builds_the_same_root_from_the_journal() {
+    let (entries, j) = journaled_run();
     let t0 = Instant::now();
-    let h = || Some(StepHash { sha256_hex: "ab".repeat(32), sha512_token: None, counts: None });
-    let mut first = call(-1, 100, 100, "u1", "u1");
-    first["seq"] = json!(0);
-    let mut third = call(1, 300, 200, "u1", "u1");
-    third["seq"] = json!(2);
-    a.accept(en(first, "e0", h()), t0);
-    let out = a.accept(en(third, "e2", h()), t0);
+    let mut whole = audited();
+    let mut alone = audited();
+    let mut single = Vec::new();
+    let mut split = Vec::new();
+    for e in entries {
+        let ends = e.record.ends_run();
+        single.extend(whole.accept_journaled(e.clone(), ends.then_some(&j), t0));
+        if ends {
+            split.extend(alone.accept_journaled(e, Some(&j), t0));
+        }
+    }
+    let root = |o: &[Output]| spans(o).into_iter().find(|s| s.root_of.is_some()).map(|s| (s.span.clone(), s.terminal.clone())).unwrap();
+    let (a, b) = (root(&single), root(&split));
+    assert_eq!(a, b, "the root (with its pre-chain event, times, hashes and chain) does not depend on who read what");
+    assert_eq!(a.0.events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["tracer.pre_chain"]);
+    let audits = |o: &[Output]| o.iter().filter_map(|x| if let Output::Audit(r) = x { Some(r.clone()) } else { None }).collect::<Vec<_>>();
+    assert_eq!(audits(&single), audits(&split));
+}
+
+#[test]
+fn without_a_journal_a_root_has_no_chain_and_no_audit_records() {
+    let (entries, _) = journaled_run();
+    let mut a = audited();
+    let t0 = Instant::now();
+    let out: Vec<Output> = entries.into_iter().flat_map(|e| a.accept(e, t0)).collect();
     assert!(out.iter().all(|o| !matches!(o, Output::Audit(_))));
-    assert!(attr_str(&spans(&out)[0].span.attributes, "vcon.hash.chain").is_none());
+    let root = spans(&out).into_iter().find(|s| s.root_of.is_some()).unwrap();
+    assert!(attr_str(&root.span.attributes, "vcon.hash.chain").is_none() && root.terminal.is_none());
 }

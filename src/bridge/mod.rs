@@ -15,7 +15,9 @@
 //! Every channel is bounded; the reader stops reading at `export.max_inflight` unacknowledged
 //! entries, so a slow collector pauses reading instead of growing memory or dropping data.
 
+mod assemble_task;
 mod drain;
+mod ends;
 pub mod preflight;
 mod stages;
 

@@ -7,15 +7,14 @@ use crate::enrich::{Enricher, Item, Role};
 use crate::export::Stage;
 use crate::retry::{self, Attempts, Policy};
 use crate::stream::connect::{ConnectError, Redis};
-use crate::stream::{done, group, Ack, Acker, DeadLetters, Entry, Group, GroupSettings, InFlight, NoDeadLetters, RedisDeadLetters, Start};
+use crate::stream::{group, Ack, Acker, DeadLetters, Entry, Group, GroupSettings, InFlight, NoDeadLetters, RedisDeadLetters, Start};
 use crate::tracers::runner::{self, Runner};
 use redis::aio::ConnectionManager;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tracing::Instrument;
 
 /// Batches of entries between the reader and enrich, and of items between enrich and assemble.
 const BATCHES_IN_FLIGHT: usize = 4;
@@ -66,6 +65,8 @@ struct Wiring {
     source: &'static str,
     /// The snapshot lifecycle every consumer of this bridge follows.
     lifecycle: crate::enrich::steps::Lifecycle,
+    /// Where the main pipeline journals runs.
+    journal: crate::enrich::journal::Store,
 }
 
 /// The channels between the stages, all bounded.
@@ -103,6 +104,7 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
             dead: Arc::new(NoDeadLetters),
             source: "demo",
             lifecycle: lifecycle(&config, 0),
+            journal: crate::enrich::journal::Store::memory(),
         },
         Source::Redis => {
             let parts = RedisParts { config: &config, metrics: &metrics, health: &health, naming: &naming, hosted, ingest, entry_tx, out_tx: &out_tx, ack_rx };
@@ -117,6 +119,7 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
         sha512: config.sha512_token,
         keep_content: false,
         lifecycle: w.lifecycle.clone(),
+        journal: Some(w.journal.clone()),
         metrics: metrics.clone(),
     };
     let asm = Assembler::new(assemble, metrics.clone());
@@ -125,7 +128,7 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
     let mut tasks = w.sources;
     tasks.push(task("enrich", enrich(enricher, entry_rx, item_tx, stop.clone())));
     tasks.extend(w.tracers);
-    tasks.push(task("assemble", assemble_stage(asm, item_rx, out_tx, w.redis, metrics.clone())));
+    tasks.push(task("assemble", super::assemble_task::run(asm, item_rx, out_tx, w.redis, w.journal, metrics.clone())));
     tasks.push(task("export", stage.run(out_rx, ack_tx, give_up)));
     tasks.push(w.ack);
     Ok(tasks)
@@ -193,6 +196,7 @@ async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::
             sha512: false,
             keep_content: h.tracer.needs_vcon(),
             lifecycle: lifecycle.clone(),
+            journal: None,
             metrics: metrics.clone(),
         };
         let acker = Acker::new(conn.clone(), gs.stream.clone(), gs.group.clone(), held, config.done_marker_ttl);
@@ -210,7 +214,8 @@ async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::
     acker.metrics = Some(metrics.clone());
     tokio::spawn(watch_depth(conn.clone(), s.key.clone(), s.group.clone(), config.snapshot_index.clone(), metrics.clone(), stop.clone()));
     let dead = RedisDeadLetters { conn: conn.clone(), key: s.dead_letter_key.clone(), metrics: metrics.clone() };
-    Ok(Wiring { sources, tracers, ack: task("ack", acknowledge(acker, ack_rx, stop.clone())), redis: Some(conn), dead: Arc::new(dead), source: "stream", lifecycle })
+    let journal = crate::enrich::journal::Store::Redis { conn: conn.clone(), ttl: config.step_record_ttl };
+    Ok(Wiring { sources, tracers, ack: task("ack", acknowledge(acker, ack_rx, stop.clone())), redis: Some(conn), dead: Arc::new(dead), source: "stream", lifecycle, journal })
 }
 
 fn task(name: &str, f: impl std::future::Future<Output = ()> + Send + 'static) -> Task {
@@ -285,99 +290,6 @@ async fn enrich(mut e: Enricher, mut rx: mpsc::Receiver<Vec<Entry>>, tx: mpsc::S
             return;
         }
     }
-}
-
-/// Assembles; closes idle runs once a second (acknowledging, instead, runs another replica
-/// finished). Without Redis (the demo) it closes every run still open when its input ends.
-async fn assemble_stage(
-    mut asm: Assembler,
-    mut rx: mpsc::Receiver<Vec<Item>>,
-    tx: mpsc::Sender<Output>,
-    mut redis: Option<ConnectionManager>,
-    metrics: Arc<crate::metrics::Metrics>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            items = rx.recv() => {
-                let Some(items) = items else { break };
-                let now = Instant::now();
-                for item in items {
-                    for o in asm.accept_item(item, now) {
-                        if tx.send(o).await.is_err() { return; }
-                    }
-                }
-            }
-            _ = tick.tick() => {
-                for o in close_idle(&mut asm, redis.as_mut(), &metrics).await {
-                    if tx.send(o).await.is_err() { return; }
-                }
-            }
-        }
-    }
-    if redis.is_none() {
-        for run in asm.drain_all() {
-            let _ = tx.send(asm.close_incomplete(run)).await;
-        }
-    }
-}
-
-/// Runs quiet this long are asked about: did another replica export their root?
-const QUIET: Duration = Duration::from_secs(1);
-/// Most runs asked about per sweep (one pipelined round trip).
-const ASK_AT_MOST: usize = 2_000;
-
-/// Once a second: acknowledges the open runs another replica finished (their completion marker is
-/// set), then closes as `incomplete` the runs idle past `runs.idle_timeout`.
-async fn close_idle(asm: &mut Assembler, mut redis: Option<&mut ConnectionManager>, metrics: &crate::metrics::Metrics) -> Vec<Output> {
-    let now = Instant::now();
-    let mut out = Vec::new();
-    if let (Some(conn), Some(cutoff)) = (redis.as_deref_mut(), now.checked_sub(QUIET)) {
-        let quiet = asm.stale(cutoff, ASK_AT_MOST);
-        metrics.runs_waiting.set(quiet.len() as i64);
-        let marks = done::finished(conn, &quiet).await;
-        let now_ns = crate::clock::now_ns();
-        for (key, end) in quiet.iter().zip(marks) {
-            let Some(end_ns) = end else { continue };
-            if let Some(held) = asm.finished_elsewhere(key) {
-                metrics.runs_finished_elsewhere.inc();
-                if end_ns > 0 {
-                    let l = crate::metrics::RootLabel { root: "elsewhere" };
-                    metrics.run_end_to_ack.get_or_create(&l).observe(now_ns.saturating_sub(end_ns) as f64 / 1e9);
-                }
-                out.push(Output::Ack(held));
-            }
-        }
-    }
-    out.extend(expire(asm, redis).await);
-    out
-}
-
-async fn expire(asm: &mut Assembler, redis: Option<&mut ConnectionManager>) -> Vec<Output> {
-    let expired = asm.expire(Instant::now());
-    if expired.is_empty() {
-        return vec![];
-    }
-    let span = tracing::debug_span!("runs.close_idle", vcon_otel.runs.expired = expired.len());
-    let finished = match redis {
-        Some(conn) => done::finished(conn, &expired.iter().map(|r| r.trace_id()).collect::<Vec<_>>()).instrument(span.clone()).await.into_iter().map(|m| m.is_some()).collect(),
-        None => vec![false; expired.len()],
-    };
-    let _in_span = span.enter();
-    expired
-        .into_iter()
-        .zip(finished)
-        .map(|(run, finished)| {
-            if finished {
-                Output::Ack(run.held)
-            } else {
-                tracing::debug!(vcon_uuid = %run.vcon_uuid, run = %run.run, "run idle past runs.idle_timeout; closing it as incomplete");
-                asm.close_incomplete(run)
-            }
-        })
-        .collect()
 }
 
 async fn acknowledge(mut acker: Acker, mut rx: mpsc::Receiver<Ack>, mut stop: watch::Receiver<bool>) {

@@ -12,6 +12,7 @@
 pub mod audit_log;
 pub mod chain;
 pub mod dumps;
+pub mod journal;
 mod keys;
 pub mod lex;
 pub mod normalize;
@@ -49,6 +50,39 @@ pub struct StepHash {
     pub sha512_token: Option<String>,
     /// Entries in `parties`, `dialog`, `analysis`, `attachments`, when the document was seen.
     pub counts: Option<[u64; 4]>,
+}
+
+impl StepHash {
+    /// `sha256hex` then optional ` s512=TOKEN` and ` n=P,D,A,T` (parties, dialog, analysis, attachments).
+    pub fn encode(&self) -> String {
+        let mut s = self.sha256_hex.clone();
+        if let Some(t) = &self.sha512_token {
+            s.push_str(" s512=");
+            s.push_str(t);
+        }
+        if let Some([p, d, a, t]) = self.counts {
+            s.push_str(&format!(" n={p},{d},{a},{t}"));
+        }
+        s
+    }
+
+    /// The inverse of [`StepHash::encode`]; `None` for anything else (a field not written by the bridge).
+    pub fn decode(s: &str) -> Option<StepHash> {
+        let mut parts = s.split(' ');
+        let sha = parts.next().filter(|h| crate::event::valid_sha256(h))?;
+        let mut h = StepHash { sha256_hex: sha.to_string(), sha512_token: None, counts: None };
+        for p in parts {
+            if let Some(t) = p.strip_prefix("s512=") {
+                h.sha512_token = Some(t.to_string());
+            } else if let Some(n) = p.strip_prefix("n=") {
+                let v: Vec<u64> = n.split(',').map(str::parse).collect::<Result<_, _>>().ok()?;
+                h.counts = Some(v.try_into().ok()?);
+            } else {
+                return None;
+            }
+        }
+        Some(h)
+    }
 }
 
 /// Why a stored document cannot be hashed.

@@ -6,14 +6,19 @@
 //! snapshot and hashing it ([`snapshot`]: many `JSON.GET`s in flight, pipelined, outputs in input
 //! order; large documents hashed off the async reactor).
 //!
+//! The main pipeline also journals every record that has a `seq` ([`journal`]) before passing the
+//! read on, so whichever replica reads a run's end can build its root and hash chain.
+//!
 //! An entry whose record cannot be used is dead-lettered here (main pipeline only; the hosted
 //! tracers skip it, the main pipeline already keeps its copy) and passed on as [`Item::Done`], so
 //! its acknowledgement travels the same ordered path as every other entry's.
 
 mod hashes;
+pub mod journal;
 pub mod snapshot;
 pub mod steps;
 
+use crate::compliance::journal::JournalEntry;
 use crate::compliance::StepHash;
 use crate::event::{self, Record};
 use crate::metrics::{Metrics, ReasonLabel, SourceEvent};
@@ -83,6 +88,8 @@ pub struct Enricher {
     pub keep_content: bool,
     /// Step records and snapshot deletion ([`steps`]).
     pub lifecycle: steps::Lifecycle,
+    /// Where the main pipeline journals every record ([`journal`]); `None` for hosted tracers.
+    pub journal: Option<journal::Store>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -125,13 +132,26 @@ impl Enricher {
         for (i, _) in &rejected {
             out[*i] = Some(Item::Done(take(*i)));
         }
+        let mut journaled = Vec::new();
         for ((i, mut record), h) in decoded.into_iter().zip(resolved) {
             if record.module.is_none() {
                 record.module = record.link_name().and_then(|l| self.naming.link_modules.get(l).cloned());
             }
             let chain = self.naming.chain(&record);
-            let e = Enriched { entry: take(i), record, hash: h.hash, unknown: h.unknown, chain, vcon_json: h.text };
+            let entry = take(i);
+            if let (Some(seq), Some(_)) = (record.seq, &self.journal) {
+                let payload = entry.payload.as_deref().unwrap_or_default();
+                let je = JournalEntry::of(&record, payload, h.hash.as_ref(), chain.as_deref());
+                journaled.push((crate::ids::trace_id(&record.vcon_uuid, &record.run), seq, je));
+            }
+            let e = Enriched { entry, record, hash: h.hash, unknown: h.unknown, chain, vcon_json: h.text };
             out[i] = Some(Item::Record(Box::new(e)));
+        }
+        if let Some(store) = &self.journal {
+            if let Err(e) = store.write(&journaled).await {
+                self.metrics.step_record_errors.inc();
+                tracing::warn!(error = %e, records = journaled.len(), "cannot journal these records; their runs' chains will be unknown");
+            }
         }
         Some(out.into_iter().map(|o| o.expect("every entry has an item")).collect())
     }

@@ -2,7 +2,7 @@
 //! of where a step's compliance hash is kept once known, and of when a snapshot is deleted.
 //!
 //! A step record is the Redis hash `vcon_otel:steps:{trace_id}` (32 lowercase hex), one field per
-//! step: `{seq}` → [`encode`]d [`StepHash`]. It expires [`Lifecycle::ttl`] after its last write
+//! step: `{seq}` → [`StepHash::encode`]d hash. It expires [`Lifecycle::ttl`] after its last write
 //! (the safety net for consumers that are down longer are the producer's snapshots, same TTL class).
 //!
 //! Who writes and who deletes, after hashing a snapshot it read itself ([`settle`]):
@@ -45,37 +45,6 @@ pub fn key(trace: &[u8; 16]) -> String {
     format!("vcon_otel:steps:{}", hex::encode(trace))
 }
 
-/// `sha256hex` then optional ` s512=TOKEN` and ` n=P,D,A,T` (parties, dialog, analysis, attachments).
-pub fn encode(h: &StepHash) -> String {
-    let mut s = h.sha256_hex.clone();
-    if let Some(t) = &h.sha512_token {
-        s.push_str(" s512=");
-        s.push_str(t);
-    }
-    if let Some([p, d, a, t]) = h.counts {
-        s.push_str(&format!(" n={p},{d},{a},{t}"));
-    }
-    s
-}
-
-/// The inverse of [`encode`]; `None` for anything else (a field not written by the bridge).
-pub fn decode(s: &str) -> Option<StepHash> {
-    let mut parts = s.split(' ');
-    let sha = parts.next().filter(|h| crate::event::valid_sha256(h))?;
-    let mut h = StepHash { sha256_hex: sha.to_string(), sha512_token: None, counts: None };
-    for p in parts {
-        if let Some(t) = p.strip_prefix("s512=") {
-            h.sha512_token = Some(t.to_string());
-        } else if let Some(n) = p.strip_prefix("n=") {
-            let v: Vec<u64> = n.split(',').map(str::parse).collect::<Result<_, _>>().ok()?;
-            h.counts = Some(v.try_into().ok()?);
-        } else {
-            return None;
-        }
-    }
-    Some(h)
-}
-
 /// The known hashes of these steps, in order (one pipelined round trip).
 pub async fn lookup(conn: &ConnectionManager, steps: &[StepId]) -> Vec<Option<StepHash>> {
     if steps.is_empty() {
@@ -86,7 +55,7 @@ pub async fn lookup(conn: &ConnectionManager, steps: &[StepId]) -> Vec<Option<St
         pipe.cmd("HGET").arg(key(t)).arg(seq);
     }
     match pipe.query_async::<Vec<Option<String>>>(&mut conn.clone()).await {
-        Ok(v) => v.into_iter().map(|s| s.as_deref().and_then(decode)).collect(),
+        Ok(v) => v.into_iter().map(|s| s.as_deref().and_then(StepHash::decode)).collect(),
         Err(e) => {
             tracing::warn!(error = %e, steps = steps.len(), "cannot read step records; these steps have no hash");
             vec![None; steps.len()]
@@ -107,7 +76,7 @@ pub async fn previous(conn: &ConnectionManager, trace: &[u8; 16], seq: u64) -> O
         .filter_map(|(f, v)| Some((f.parse::<u64>().ok()?, v)))
         .filter(|(s, _)| *s < seq)
         .max_by_key(|(s, _)| *s)
-        .and_then(|(_, v)| decode(&v))
+        .and_then(|(_, v)| StepHash::decode(&v))
 }
 
 /// A snapshot this consumer read and hashed.
@@ -129,7 +98,7 @@ pub async fn settle(conn: &ConnectionManager, lc: &Lifecycle, done: &[Settled<'_
     pipe.atomic();
     for s in done {
         let k = key(&s.step.0);
-        pipe.cmd("HSET").arg(&k).arg(s.step.1).arg(encode(s.hash)).ignore();
+        pipe.cmd("HSET").arg(&k).arg(s.step.1).arg(s.hash.encode()).ignore();
         pipe.cmd("EXPIRE").arg(&k).arg(ttl).ignore();
         if lc.content_users == 0 {
             pipe.cmd("DEL").arg(s.snapshot).ignore();
@@ -167,9 +136,9 @@ mod tests {
         let full = StepHash { sha256_hex: "ab".repeat(32), sha512_token: Some("sha512-AbC_-".into()), counts: Some([1, 2, 0, 7]) };
         let bare = StepHash { sha256_hex: "0f".repeat(32), sha512_token: None, counts: None };
         for h in [full, bare] {
-            assert_eq!(decode(&encode(&h)), Some(h));
+            assert_eq!(StepHash::decode(&h.encode()), Some(h));
         }
-        assert_eq!(decode("not a hash"), None);
-        assert_eq!(decode(&format!("{} n=1,2", "ab".repeat(32))), None, "four counts or none");
+        assert_eq!(StepHash::decode("not a hash"), None);
+        assert_eq!(StepHash::decode(&format!("{} n=1,2", "ab".repeat(32))), None, "four counts or none");
     }
 }

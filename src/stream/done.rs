@@ -19,9 +19,17 @@ pub fn key(trace_id: &[u8; 16]) -> String {
     format!("vcon_otel:done:{}", hex::encode(trace_id))
 }
 
-/// Adds "mark this run done" to a pipeline.
+/// The run's journal (`enrich::journal`): its life ends with the run, so it is deleted with the
+/// marker, after the run's entries are acknowledged in the same pipeline (an entry re-delivered
+/// after a crash still finds it).
+pub fn journal_key(trace_id: &[u8; 16]) -> String {
+    format!("vcon_otel:steps:{}:run", hex::encode(trace_id))
+}
+
+/// Adds "mark this run done and forget its journal" to a pipeline.
 pub fn mark(pipe: &mut redis::Pipeline, d: &RunDone, ttl: Duration) {
     pipe.cmd("SET").arg(key(&d.trace_id)).arg(d.end_ns).arg("EX").arg(ttl.as_secs().max(1)).ignore();
+    pipe.cmd("DEL").arg(journal_key(&d.trace_id)).ignore();
 }
 
 /// For each run, its end time when it is marked done (one round trip); all `None` when Redis cannot

@@ -2,9 +2,11 @@
 //! (tracer only, tracer + hooks, hooks only; swaps, halts, raising links), with a replica SIGKILLed
 //! and restarted under load: every span arrives, duplicates are identical, no run is closed
 //! `incomplete`, and the group drains within seconds of the load ending — with the default
-//! `runs.idle_timeout_secs` (300).
+//! `runs.idle_timeout_secs` (300). What the replicas exported equals what one bridge exports for
+//! the same records (every span, same IDs, same content), and `verify` proves every stored vCon
+//! from the replicas' audit logs together.
 
-use crate::support::bridge::Bridge;
+use crate::support::bridge::{binary, Bridge};
 use crate::support::otlp::{Receiver, Received};
 use crate::support::redis::RedisServer;
 use crate::support::{env_path, wait_until};
@@ -15,12 +17,56 @@ use vcon_otel::ids::{span_id, trace_id, SpanRole};
 const STREAM: &str = "vcon_otel:events";
 const GROUP: &str = "vcon-otel";
 
-fn replica_config(redis: &RedisServer, rx: &Receiver, name: &str) -> String {
+fn replica_config(redis: &RedisServer, rx: &Receiver, name: &str, audit: &std::path::Path) -> String {
     format!(
-        "redis: {{url: \"{}\"}}\nexport: {{endpoint: \"{}\", max_batch_delay_ms: 50}}\nstream: {{consumer: {name}, block_ms: 200}}\n",
+        "redis: {{url: \"{}\"}}\nexport: {{endpoint: \"{}\", max_batch_delay_ms: 50}}\nstream: {{consumer: {name}, block_ms: 200}}\ntracers:\n  audit:\n    module: audit_log\n    options: {{path: \"{}\"}}\n",
+        redis.url(),
+        rx.grpc_endpoint(),
+        audit.join(format!("{name}.jsonl")).display()
+    )
+}
+
+/// One bridge on its own group reads the same stream from the beginning (the replicas' completion
+/// markers removed first, so it decides every run itself); returns what it exported.
+fn single_bridge(redis: &RedisServer) -> BTreeMap<(Vec<u8>, Vec<u8>), Vec<Received>> {
+    let mut conn = redis.conn();
+    let marks: Vec<String> = redis::cmd("KEYS").arg("vcon_otel:done:*").query(&mut conn).unwrap();
+    if !marks.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&marks).query(&mut conn).unwrap();
+    }
+    let rx = Receiver::start(vec![]);
+    let cfg = format!(
+        "redis: {{url: \"{}\"}}\nexport: {{endpoint: \"{}\", max_batch_delay_ms: 50}}\nstream: {{group: single-check, consumer: single, block_ms: 200}}\n",
         redis.url(),
         rx.grpc_endpoint()
-    )
+    );
+    let b = Bridge::run(&cfg);
+    let drained = wait_until(Duration::from_secs(60), || redis.pending(STREAM, "single-check") == 0 && redis.lag(STREAM, "single-check") == 0);
+    assert!(drained, "the single bridge did not drain: {}", b.output());
+    by_id(rx.spans())
+}
+
+/// `verify` exit codes of every 8th vCon stored in Redis (in key order; each check reads every
+/// log), against all the replicas' audit logs together.
+fn verify_all(redis: &RedisServer, logs: &std::path::Path) -> BTreeMap<i32, usize> {
+    let mut conn = redis.conn();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("vcon:*").query(&mut conn).unwrap();
+    let mut args = vec!["verify".to_string(), "--vcon".into(), logs.join("vcon.json").display().to_string()];
+    for f in std::fs::read_dir(logs).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "jsonl")) {
+        args.extend(["--audit-log".to_string(), f.path().display().to_string()]);
+    }
+    let mut codes = BTreeMap::new();
+    let mut keys: Vec<&String> = keys.iter().filter(|k| k.matches(':').count() == 1).collect();
+    keys.sort();
+    for k in keys.into_iter().step_by(8) {
+        let doc: String = redis::cmd("JSON.GET").arg(k).query(&mut conn).unwrap();
+        std::fs::write(logs.join("vcon.json"), &doc).unwrap();
+        let out = std::process::Command::new(binary()).args(&args).output().unwrap();
+        let code = out.status.code().unwrap();
+        assert!(code == 0 || code == 1, "verify of {k} across replicas' logs: exit {code}: {}", String::from_utf8_lossy(&out.stdout));
+        *codes.entry(code).or_default() += 1;
+    }
+    codes
 }
 
 /// Starts the paced producer (`python/tests/load_mix.py`) in the background.
@@ -70,15 +116,17 @@ fn replicas_drain_promptly(n: usize) {
     const VCONS: usize = 3_000;
     let redis = RedisServer::start();
     let rx = Receiver::start(vec![]);
+    let audit = crate::support::temp_dir();
     let names: Vec<String> = (1..=n).map(|i| format!("rel-bridge-{i}")).collect();
-    let mut bridges: Vec<Bridge> = names.iter().map(|name| Bridge::run(&replica_config(&redis, &rx, name))).collect();
+    let config = |name: &str| replica_config(&redis, &rx, name, audit.path());
+    let mut bridges: Vec<Bridge> = names.iter().map(|name| Bridge::run(&config(name))).collect();
     let mut producer = load(&redis, VCONS, 400);
     // Two SIGKILLs of the last replica while the load runs; each restart re-reads its own pending.
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(2_000));
         let last = bridges.len() - 1;
         bridges[last].kill_hard();
-        bridges[last] = Bridge::run(&replica_config(&redis, &rx, &names[last]));
+        bridges[last] = Bridge::run(&config(&names[last]));
     }
     let status = producer.wait().unwrap();
     assert!(status.success(), "the producer failed");
@@ -100,7 +148,22 @@ fn replicas_drain_promptly(n: usize) {
     let incomplete = got.values().filter(|c| c[0].attr("vcon.run.outcome").as_deref() == Some("incomplete")).count();
     assert_eq!(incomplete, 0, "{n} replicas: runs closed incomplete");
     let finished_elsewhere: f64 = bridges.iter().map(|b| b.metric_value(&["vcon_otel_runs_finished_elsewhere_total"]).unwrap_or(0.0)).sum();
-    eprintln!("{n} replicas: {} spans, {duplicates} duplicates (identical), {finished_elsewhere} runs finished by another replica", want.len());
+    let no_chain: f64 = bridges.iter().map(|b| b.metric_value(&["vcon_otel_chains_unknown_total"]).unwrap_or(0.0)).sum();
+    eprintln!("{n} replicas: {} spans, {duplicates} duplicates (identical), {finished_elsewhere} runs finished by another replica, {no_chain} roots without a chain", want.len());
+    let roots = got.values().filter(|c| c[0].span.parent_span_id.is_empty()).count();
+    let chained = got.values().filter(|c| c[0].span.parent_span_id.is_empty() && c[0].attr("vcon.hash.chain").is_some()).count();
+    assert_eq!(chained, roots, "{n} replicas: every root carries its run's hash chain");
+
+    let codes = verify_all(&redis, audit.path());
+    eprintln!("{n} replicas: verify exit codes over every 8th stored vCon, all logs together: {codes:?}");
+    assert!(codes.get(&0).copied().unwrap_or(0) * 2 > codes.values().sum::<usize>(), "most vCons verify: {codes:?}");
+
+    let single = single_bridge(&redis);
+    assert_eq!(single.keys().collect::<BTreeSet<_>>(), got.keys().collect::<BTreeSet<_>>(), "{n} replicas and one bridge export the same span IDs");
+    for (id, copies) in &single {
+        let (a, b) = (&copies[0], &got[id][0]);
+        assert!(a.span == b.span && a.resource == b.resource, "span {id:?} differs between one bridge and {n} replicas:\n{:?}\n{:?}", a.span, b.span);
+    }
 }
 
 #[test]
