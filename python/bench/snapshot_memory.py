@@ -22,8 +22,8 @@ carried from phase to phase.
 - ``drained URL STATE N``: waits until the bridge's group read and acknowledged the N records and
   every snapshot and index member is gone (fails after 120 s).
 - ``after URL STATE``: once the bridge is stopped: what is left, by key family (count, ``MEMORY
-  USAGE``), and the ``used_memory`` freed per key by deleting the step records and then the
-  completion markers.
+  USAGE``), and the ``used_memory`` freed per key by deleting any run journals left, then the step
+  records, then the completion markers.
 - ``report STATE...``: the Markdown tables, medians over the repetitions, and the steady state at
   10 vCons/s computed from them.
 """
@@ -176,6 +176,8 @@ def family(key):
     k = key.decode()
     if k.startswith("vcon:"):
         return "vcon:*"
+    if k.startswith("vcon_otel:steps:") and k.endswith(":run"):
+        return "vcon_otel:steps:*:run"  # a run's journal (deleted once its root is acknowledged)
     head, _, tail = k.rpartition(":")
     return head + ":*" if head and tail and k not in (STREAM, CONTROL, "vcon_otel:snaps") else k
 
@@ -188,13 +190,13 @@ def after(url, path):
         f = fam.setdefault(family(k), [0, 0])
         f[0] += 1
         f[1] += r.memory_usage(k, samples=0) or 0
-    steps = list(r.scan_iter("vcon_otel:steps:*", count=1000))
+    steps = [k for k in r.scan_iter("vcon_otel:steps:*", count=1000) if not k.endswith(b":run")]
     fields = statistics.median(r.hlen(k) for k in steps) if steps else 0
     st["after"] = {"families": fam, "live": len(snapshot_keys(r)), "index": r.zcard("vcon_otel:snaps"),
                    "steps": len(steps), "step_fields": fields,
                    "step_usage": statistics.median(r.memory_usage(k, samples=0) for k in steps) if steps else 0,
                    "stream_usage": r.memory_usage(STREAM, samples=0)}
-    st["after"]["freed"] = {f: freed(r, f) for f in ("vcon_otel:steps:*", "vcon_otel:done:*")}
+    st["after"]["freed"] = {f: freed(r, f) for f in ("vcon_otel:steps:*:run", "vcon_otel:steps:*", "vcon_otel:done:*")}
     save(path, st)
 
 
