@@ -6,6 +6,7 @@ mod support;
 mod architecture;
 mod audit;
 mod audit_crash;
+mod budget;
 mod bridge;
 mod compliance;
 mod demo;
