@@ -149,6 +149,7 @@ impl Assembler {
         if self.runs.contains(&key) || r.is_held() {
             let run = self.runs.touch(key, &r, now);
             run.absorb(&r, chain.as_deref(), hash.as_ref());
+            run.note_unknown(&r, unknown.as_deref());
             self.metrics.open_runs.set(self.runs.len() as i64);
         }
         let run_chain = self.runs.get(&key).and_then(|x| x.chain.clone());

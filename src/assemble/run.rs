@@ -74,6 +74,8 @@ pub struct OpenRun {
 pub struct Context {
     pub(super) traceparent: Option<TraceParent>,
     pub(super) prev_run: Option<RunRef>,
+    /// Why the entering hash is unknown: the opening had compliance but no hash (e.g. `budget`).
+    pub(super) entering_unknown: Option<Box<str>>,
 }
 
 impl OpenRun {
@@ -143,6 +145,18 @@ impl OpenRun {
         }
     }
 
+    /// Notes why an opening record has no hash (the root then says so instead of an entering hash).
+    pub(super) fn note_unknown(&mut self, r: &Record, unknown: Option<&str>) {
+        if let (true, None, Some(why)) = (r.opens_run_with_context(), &self.entering_hash, unknown) {
+            let c = self.context.get_or_insert_with(Default::default);
+            c.entering_unknown.get_or_insert_with(|| Box::from(why));
+        }
+    }
+
+    pub(super) fn entering_unknown(&self) -> Option<&str> {
+        self.context.as_ref()?.entering_unknown.as_deref()
+    }
+
     pub(super) fn traceparent(&self) -> Option<&TraceParent> {
         self.context.as_ref()?.traceparent.as_ref()
     }
@@ -192,6 +206,7 @@ impl OpenRun {
             match e.record.as_deref().map(|t| crate::event::decode(t.as_bytes())) {
                 Some(Ok(r)) => {
                     run.absorb(&r, e.chain.as_deref(), hash.as_ref());
+                    run.note_unknown(&r, e.unknown.as_deref());
                     run.hold(&r);
                 }
                 Some(Err(_)) => {}

@@ -198,6 +198,8 @@ fn run_attrs(attrs: &mut Vec<KeyValue>, vcon_uuid: &str, run: Option<&OpenRun>, 
     }
     if let Some(h) = run.and_then(|o| o.entering_hash.as_ref()) {
         attrs.push(kv_str("vcon.hash.entering", h.hex()));
+    } else if let Some(why) = run.and_then(|o| o.entering_unknown()) {
+        attrs.push(kv_str("vcon.hash.entering_unknown", why));
     }
     if let Some(h) = run.and_then(|o| o.last_hash.as_ref()) {
         attrs.push(kv_str("vcon.hash.final", h.hex()));

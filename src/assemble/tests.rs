@@ -291,3 +291,24 @@ fn without_a_journal_a_root_has_no_chain_and_no_audit_records() {
     let root = spans(&out).into_iter().find(|s| s.root_of.is_some()).unwrap();
     assert!(attr_str(&root.span.attributes, "vcon.hash.chain").is_none() && root.terminal.is_none());
 }
+
+#[test]
+fn a_skipped_opening_snapshot_makes_the_root_say_why_the_entering_hash_is_unknown() {
+    let (mut entries, mut j) = journaled_run();
+    entries[0].hash = None;
+    entries[0].unknown = Some("budget".into());
+    j.insert(0, crate::compliance::journal::JournalEntry {
+        unknown: Some("budget".into()),
+        ..crate::compliance::journal::JournalEntry::of(&entries[0].record, entries[0].entry.payload.as_deref().unwrap(), None, Some("main"))
+    });
+    let t0 = Instant::now();
+    let last = entries.last().cloned().unwrap();
+    let (mut local, mut replayed) = (audited(), audited());
+    let here: Vec<Output> = entries.into_iter().flat_map(|e| local.accept(e, t0)).collect();
+    let there = replayed.accept_journaled(last, Some(&j), t0);
+    for out in [&here, &there] {
+        let root = spans(out).into_iter().find(|s| s.root_of.is_some()).unwrap();
+        assert_eq!(attr_str(&root.span.attributes, "vcon.hash.entering_unknown"), Some("budget"));
+        assert!(attr_str(&root.span.attributes, "vcon.hash.entering").is_none());
+    }
+}

@@ -41,6 +41,9 @@ pub struct JournalEntry {
     /// The step's hash (`sha256hex[ s512=…][ n=P,D,A,T]`), when known.
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    /// Why the step has compliance but no hash (the producer's skip reason, …), as enrich found.
+    #[serde(rename = "w", default, skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<String>,
     /// Set when the record is a chained step kind (with or without a hash).
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     pub step: Option<Step>,
@@ -64,6 +67,7 @@ impl JournalEntry {
             ts_ns: r.ts_ns,
             run_start_ns: r.run_start_ns,
             hash: hash.map(StepHash::encode),
+            unknown: None,
             step: step_of(r),
             final_uuid: (r.event == EventKind::TracerCall && r.link_index.unwrap_or(-1) >= 0).then(|| r.in_vcon_uuid.clone()).flatten(),
             record: held.then(|| String::from_utf8_lossy(payload).into_owned()),

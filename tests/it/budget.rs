@@ -121,13 +121,14 @@ fn span_of<'a>(spans: &'a [Received], rec: &serde_json::Value) -> &'a Received {
 
 /// A copied step's span carries its hash; a skipped link step's span says `vcon.hash.unknown =
 /// budget` and no hash. A pre-chain call (`link_index -1`) has no span of its own: its hash is the
-/// root's `vcon.hash.entering`, absent when the call was skipped.
+/// root's `vcon.hash.entering`; when the call was skipped the root says
+/// `vcon.hash.entering_unknown = budget` instead.
 fn check_step(spans: &[Received], rec: &serde_json::Value) {
     let s = span_of(spans, rec);
     let pre_chain = rec["link_index"].as_i64().unwrap() < 0;
-    let (hash, unknown) = if pre_chain { (s.attr("vcon.hash.entering"), None) } else { (s.attr("vcon.hash.sha256"), s.attr("vcon.hash.unknown")) };
+    let (hash, unknown) = if pre_chain { (s.attr("vcon.hash.entering"), s.attr("vcon.hash.entering_unknown")) } else { (s.attr("vcon.hash.sha256"), s.attr("vcon.hash.unknown")) };
     match form(rec) {
-        "budget" if pre_chain => assert_eq!(hash, None, "root of run {}: no entering hash without a copy", rec["run"]),
+        "budget" if pre_chain => assert_eq!((hash, unknown.as_deref()), (None, Some("budget")), "root of run {}: no entering hash without a copy, and why", rec["run"]),
         "budget" => assert_eq!((hash, unknown.as_deref()), (None, Some("budget")), "{} of run {}: a skipped step says why", s.span.name, rec["run"]),
         _ => {
             let h = hash.unwrap_or_else(|| panic!("{} carries the hash of its copy: {:?}", s.span.name, s.span.attributes));
