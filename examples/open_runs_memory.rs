@@ -95,7 +95,7 @@ fn item(text: &str, i: usize, n: usize) -> Enriched {
     let record = vcon_otel::event::decode(text.as_bytes()).expect("a valid record");
     let hash = record.compliance.as_ref().map(|_| StepHash { sha256_hex: format!("{:064x}", i), sha512_token: None, counts: Some([2, 1, 0, 0]) });
     let entry = Entry { id: format!("{}-{n}", 1_796_142_765_023u64 + i as u64), payload: Some(bytes::Bytes::copy_from_slice(text.as_bytes())) };
-    Enriched { entry, chain: record.chain.clone(), record, hash, unknown: None, vcon_json: None }
+    Enriched { entry, chain: record.chain.clone(), record, hash, unknown: None, vcon_json: None, journal: None }
 }
 
 /// (heap bytes per run, RSS bytes per run) for one repeat: the heap the assembler frees when it
