@@ -97,6 +97,37 @@ impl Terminal<'_> {
     }
 }
 
+/// Cuts a partly written last line (a process killed while appending: that batch was never
+/// acknowledged, so its records come again) back to the last newline, so the next append starts a
+/// line of its own; returns the bytes removed.
+fn cut_torn_tail(path: &Path) -> io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            end = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        f.set_len(end)?;
+        f.sync_all()?;
+    }
+    Ok(len - end)
+}
+
 /// Settings of the audit log.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -125,6 +156,10 @@ impl AuditLog {
         };
         if let Some(dir) = settings.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
+        }
+        let torn = cut_torn_tail(&settings.path)?;
+        if torn > 0 {
+            tracing::warn!(path = %settings.path.display(), bytes = torn, "the audit log ended in a partly written line (a crash while writing); removed it: its records were not acknowledged and are written again");
         }
         let file = OpenOptions::new().create(true).append(true).open(&settings.path)?;
         let size = file.metadata()?.len();
@@ -239,5 +274,24 @@ mod tests {
             .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str::<AuditRecord>(l).unwrap().seq).collect::<Vec<_>>())
             .collect();
         assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_line_torn_by_a_crash_is_cut_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let settings = || Settings { path: path.clone(), max_bytes: 1 << 20, retention_policy: "7_years".into(), key: None };
+        let (first, next) = rec("r1", 0, "a", 0, "00", &chain::genesis("u1", "r1"));
+        AuditLog::open(settings()).unwrap().append_batch(&[first.clone()]).unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        let (second, _) = rec("r1", 1, "b", 1, "11", &next);
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&serde_json::to_vec(&second).unwrap()[..40]);
+        std::fs::write(&path, &torn).unwrap();
+        AuditLog::open(settings()).unwrap().append_batch(&[second.clone()]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let back: Vec<AuditRecord> = text.lines().map(|l| serde_json::from_str(l).expect("every line whole")).collect();
+        assert_eq!(back, [first, second]);
+        assert_eq!(cut_torn_tail(&dir.path().join("absent.jsonl")).unwrap(), 0);
     }
 }
