@@ -21,7 +21,7 @@ const QUIET: Duration = Duration::from_secs(1);
 const ASK_AT_MOST: usize = 2_000;
 
 pub(super) async fn run(mut asm: Assembler, mut rx: mpsc::Receiver<Vec<Item>>, tx: mpsc::Sender<Output>, mut redis: Option<ConnectionManager>, journal: Store, metrics: Arc<Metrics>) {
-    let mut ends = Ends::new(Some(journal), metrics.clone());
+    let mut ends = Ends::new(journal, metrics.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ask = tokio::time::interval(ASK_EVERY);

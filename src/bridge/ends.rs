@@ -36,7 +36,7 @@ struct Waiting {
 
 /// The endings of one pipeline.
 pub struct Ends {
-    store: Option<Store>,
+    store: Store,
     waiting: VecDeque<Waiting>,
     metrics: Arc<Metrics>,
 }
@@ -46,7 +46,7 @@ fn trace(e: &Enriched) -> ([u8; 16], Option<u64>) {
 }
 
 impl Ends {
-    pub fn new(store: Option<Store>, metrics: Arc<Metrics>) -> Ends {
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> Ends {
         Ends { store, waiting: VecDeque::new(), metrics }
     }
 
@@ -67,7 +67,7 @@ impl Ends {
                 out.push((item, None));
                 continue;
             };
-            if !e.record.ends_run() || self.store.is_none() {
+            if !e.record.ends_run() {
                 out.push((Item::Record(e), None));
                 continue;
             }
@@ -100,10 +100,7 @@ impl Ends {
             return Vec::new();
         }
         let asks: Vec<_> = self.waiting.iter().map(|w| trace(&w.item)).collect();
-        let journals = match &self.store {
-            Some(s) => s.read(&asks).await,
-            None => vec![None; asks.len()],
-        };
+        let journals = self.store.read(&asks).await;
         let mut out = Vec::new();
         let mut still = VecDeque::new();
         for (w, j) in std::mem::take(&mut self.waiting).into_iter().zip(journals) {
@@ -125,9 +122,6 @@ impl Ends {
 
     /// The journals of runs about to be closed as `incomplete` (in order; `None`: unknown).
     pub async fn journals(&self, traces: &[[u8; 16]]) -> Vec<Option<Journal>> {
-        match &self.store {
-            Some(s) => s.read(&traces.iter().map(|t| (*t, None)).collect::<Vec<_>>()).await,
-            None => vec![None; traces.len()],
-        }
+        self.store.read(&traces.iter().map(|t| (*t, None)).collect::<Vec<_>>()).await
     }
 }
