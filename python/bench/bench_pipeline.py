@@ -5,8 +5,14 @@ For each vCon size (5 KB, 100 KB, 2 MB of stored JSON, `vcons.py`):
 1. **Fill** (not timed as the bridge's): stores a pool of realistic vCons in RedisJSON and calls the
    real producer, `vcon_otel.tracer.run`, as a 3-link chain calls a tracer (link_index -1, 0, 1, 2
    per run), writing two streams: one with the producer's **default options** (`snapshot: copy`, a
-   server-side `COPY` of `vcon:{uuid}` at every call) and one with `snapshot: none`.
-2. **Drain**, RUNS repetitions, interleaved within each repetition:
+   server-side `COPY` of `vcon:{uuid}` at every call) and one with `snapshot: none`. Two options
+   differ from the defaults for the fill only, because no bridge runs during it and the drains
+   come later from a saved copy: `snapshot_budget: 0` (no cap on live copies; by default a call
+   past 10,000 live copies takes none) and `snapshot_ttl` of a day. Each stream (with its
+   snapshots and the stored vCons) is saved to its own RDB file (`SAVE`).
+2. **Drain**, RUNS repetitions, interleaved within each repetition. Before every drain Redis is
+   restarted from a fresh copy of that stream's RDB file: a drain deletes each snapshot once hashed,
+   journals each run and leaves completion markers, so every drain must start from the filled state.
    - the bridge (`vcon-otel run`, default configuration) on the `copy` stream, then on the `none`
      stream, each pinned to one core (`taskset -c CORE`) under `/usr/bin/time -v`, each with a new
      consumer group (so it reads the stream from its first entry). The drain is timed from the
@@ -85,6 +91,13 @@ def redis_cpu(r):
     return float(i["used_cpu_user"]) + float(i["used_cpu_sys"])
 
 
+def command_usec(r, n):
+    """Redis's own time per event in each command since the last CONFIG RESETSTAT (INFO
+    commandstats), largest first: [(command, us per event, calls per event)]."""
+    out = [(k[len("cmdstat_"):], v["usec"] / n, v["calls"] / n) for k, v in r.info("commandstats").items()]
+    return sorted(out, key=lambda x: -x[1])
+
+
 def wait_for(pred, timeout, every=0.01, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -137,25 +150,46 @@ class Bench:
         self.a = a
         self.work = tempfile.mkdtemp(prefix="bench-pipeline-")
         self.procs = Procs()
-        self.rport, self.sport = free_port(), free_port()
-        self.url = "redis://127.0.0.1:%d" % self.rport
+        self.sport = free_port()
         self.arrivals = os.path.join(self.work, "arrivals.txt")
         self.sink_log = os.path.join(self.work, "sink.log")
         self.groups = 0
 
     def start(self):
         a = self.a
-        self.procs.start([a.redis_server, "--bind", "127.0.0.1", "--port", str(self.rport), "--save", "", "--appendonly", "no",
-                          "--loadmodule", a.rejson], stdout=subprocess.DEVNULL)
         self.procs.start([os.path.join(a.bin_dir, "examples", "otlp_sink"), "127.0.0.1:%d" % self.sport, self.arrivals],
                          stdout=open(self.sink_log, "w"), stderr=subprocess.STDOUT)
+        self.start_redis(None)
+
+    def start_redis(self, rdb):
+        """(Re)starts Redis on a new free port, loading a copy of `rdb` (None: empty)."""
+        if getattr(self, "redis", None) is not None:
+            self.r.close()
+            self.redis.terminate()
+            self.redis.wait(60)
+            shutil.rmtree(self.rdir, ignore_errors=True)
+        self.rdir = tempfile.mkdtemp(prefix="redis-", dir=self.work)
+        if rdb:
+            shutil.copy(rdb, os.path.join(self.rdir, "dump.rdb"))
+        self.rport = free_port()
+        self.url = "redis://127.0.0.1:%d" % self.rport
+        self.redis = self.procs.start([self.a.redis_server, "--bind", "127.0.0.1", "--port", str(self.rport), "--dir", self.rdir,
+                                       "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--loadmodule", self.a.rejson],
+                                      stdout=subprocess.DEVNULL)
         self.r = redis.Redis.from_url(self.url)
-        wait_for(lambda: self._ping(), 10, what="redis")
+        wait_for(lambda: self._ping(), 600, every=0.05, what="redis")
+
+    def save(self, name):
+        """Saves the database to WORK/NAME.rdb; returns the path."""
+        self.r.save()
+        path = os.path.join(self.work, name + ".rdb")
+        shutil.move(os.path.join(self.rdir, "dump.rdb"), path)
+        return path
 
     def _ping(self):
         try:
             return self.r.ping()
-        except redis.ConnectionError:
+        except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
             return False
 
     def sink_counts(self):
@@ -167,7 +201,7 @@ class Bench:
 
     def fill(self, stream, pool, records, snapshot):
         """Calls the real tracer: `records` calls, 4 per run, runs cycling through `pool`."""
-        opts = {"redis_url": self.url, "stream": stream}
+        opts = {"redis_url": self.url, "stream": stream, "snapshot_budget": 0, "snapshot_ttl": 86400}
         if snapshot == "none":
             opts["snapshot"] = "none"
         before = vtracer.stats()
@@ -214,21 +248,25 @@ class Bench:
             raise RuntimeError("the bridge rejected %d records" % rejected)
         return parse_time_v(timef)
 
-    def drain_bridge(self, stream, n, want_hashed, binary=None):
+    def drain_bridge(self, rdb, stream, n, want_hashed, binary=None):
+        self.start_redis(rdb)
         spans0, hashed0 = self.sink_counts()
         p, group, admin, timef = self.start_bridge(stream, binary)
+        self.r.config_resetstat()
         c0, t0 = redis_cpu(self.r), time.perf_counter()
         wait_for(lambda: group_drained(self.r, stream, group), 3600, what="drained")
         t1, c1 = time.perf_counter(), redis_cpu(self.r)
+        cmds = command_usec(self.r, n)
         res = self.stop_bridge(p, admin, timef)
         # Every record of a tracer-only run produces one span (3 links + the root per 4 records).
         spans, hashed = wait_for(lambda: (lambda c: c if c[0] - spans0 >= n else None)(self.sink_counts()), 10, what="spans at the sink")
         if spans - spans0 != n or hashed - hashed0 != want_hashed:
             raise RuntimeError("receiver got %d spans (%d hashed), expected %d (%d hashed)" % (spans - spans0, hashed - hashed0, n, want_hashed))
-        res.update(evs=n / (t1 - t0), redis_us=(c1 - c0) / n * 1e6, bridge_us=res["cpu_s"] / n * 1e6)
+        res.update(evs=n / (t1 - t0), redis_us=(c1 - c0) / n * 1e6, bridge_us=res["cpu_s"] / n * 1e6, cmds=cmds)
         return res
 
-    def drain_baseline(self, stream, n):
+    def drain_baseline(self, rdb, stream, n):
+        self.start_redis(rdb)
         self.groups += 1
         c0, t0 = redis_cpu(self.r), time.perf_counter()
         out = subprocess.run(["taskset", "-c", str(self.a.core), os.path.join(self.a.bin_dir, "examples", "drain_stream"), self.url, stream,
@@ -242,37 +280,41 @@ class Bench:
 
     def size(self, key, records, runs):
         label, size = SIZES[key]
-        self.r.flushall()
+        self.start_redis(None)
         records = records // 4 * 4
         pool = [make_vcon(self.r, size) for _ in range(self.a.pool)]
         stored = statistics.median(s for _, s in pool)
         pool = [u for u, _ in pool]
+        base = self.save("%s-vcons" % key)
         # Without snapshots the records do not depend on the vCon's size: drain at least
         # --none-records of them, so the drain is long enough to time at every size.
         counts = {"copy": records, "none": max(records, self.a.none_records // 4 * 4)}
-        fill = {m: self.fill("bench:%s:%s" % (key, m), pool, counts[m], m) for m in ("copy", "none")}
-        mem = self.r.info("memory")["used_memory"] / 2**20
-        print("%s: stored vCon %d B, %d / %d records (copy / none); filled in %.1f s (copy) / %.1f s (none); Redis holds %.0f MB"
-              % (label, stored, records, counts["none"], fill["copy"], fill["none"], mem), file=sys.stderr)
-        filled_at = time.monotonic()
+        fill, rdb, mem = {}, {}, {}
+        for m in ("copy", "none"):
+            self.start_redis(base)
+            fill[m] = self.fill("bench:%s:%s" % (key, m), pool, counts[m], m)
+            mem[m] = self.r.info("memory")["used_memory"] / 2**20
+            rdb[m] = self.save("%s-%s" % (key, m))
+        print("%s: stored vCon %d B, %d / %d records (copy / none); filled in %.1f s (copy) / %.1f s (none); Redis holds %.0f / %.0f MB"
+              % (label, stored, records, counts["none"], fill["copy"], fill["none"], mem["copy"], mem["none"]), file=sys.stderr)
         rows = []
         for i in range(runs):
-            copy = self.drain_bridge("bench:%s:copy" % key, records, records // 4 * 3)
-            none = self.drain_bridge("bench:%s:none" % key, counts["none"], 0)
-            base = self.drain_baseline("bench:%s:none" % key, counts["none"])
-            row = [copy, none, base]
+            copy = self.drain_bridge(rdb["copy"], "bench:%s:copy" % key, records, records // 4 * 3)
+            none = self.drain_bridge(rdb["none"], "bench:%s:none" % key, counts["none"], 0)
+            baseline = self.drain_baseline(rdb["none"], "bench:%s:none" % key, counts["none"])
+            row = [copy, none, baseline]
             if self.a.compare:
-                row += [self.drain_bridge("bench:%s:copy" % key, records, records // 4 * 3, self.a.compare),
-                        self.drain_bridge("bench:%s:none" % key, counts["none"], 0, self.a.compare)]
+                row += [self.drain_bridge(rdb["copy"], "bench:%s:copy" % key, records, records // 4 * 3, self.a.compare),
+                        self.drain_bridge(rdb["none"], "bench:%s:none" % key, counts["none"], 0, self.a.compare)]
             rows.append(row)
             print("  run %d: copy %.0f ev/s (Redis %.1f us/ev, bridge %.1f us/ev), none %.0f ev/s (bridge %.1f us/ev), baseline %.0f ev/s, RSS %.0f / %.0f MB%s"
-                  % (i + 1, copy["evs"], copy["redis_us"], copy["bridge_us"], none["evs"], none["bridge_us"], base["evs"], copy["rss_mb"], none["rss_mb"],
+                  % (i + 1, copy["evs"], copy["redis_us"], copy["bridge_us"], none["evs"], none["bridge_us"], baseline["evs"], copy["rss_mb"], none["rss_mb"],
                      "; compared binary: copy %.0f ev/s (%.1f us/ev), none %.0f ev/s (%.1f us/ev)" % (row[3]["evs"], row[3]["bridge_us"], row[4]["evs"], row[4]["bridge_us"])
                      if self.a.compare else ""), file=sys.stderr)
-        if time.monotonic() - filled_at > 590:
-            raise RuntimeError("the drains took longer than the snapshots' TTL (600 s); use fewer records")
+            print("    Redis per event, default: %s" % ", ".join("%s %.1f us (%.2f calls)" % c for c in copy["cmds"][:6]), file=sys.stderr)
         med = lambda f: statistics.median(f(r) for r in rows)  # noqa: E731
-        return {"label": label, "stored": stored, "records": records, "none_records": counts["none"], "rows": rows, "med": med, "pool": pool}
+        return {"label": label, "stored": stored, "records": records, "none_records": counts["none"], "rows": rows, "med": med, "pool": pool,
+                "vcons_rdb": base}
 
     # ---- latency ----------------------------------------------------------------------------
 
@@ -362,6 +404,7 @@ def main():
                 lat_pool = s["pool"]
                 if a.rate:
                     for mode in ("copy", "none"):
+                        b.start_redis(s["vcons_rdb"])
                         lat.append(b.latency(lat_pool, mode, a.rate, a.lat_secs))
                         print("  latency %s: %s" % (mode, json.dumps({k: v for k, v in lat[-1].items()})), file=sys.stderr)
         report(results, lat, a)
