@@ -68,6 +68,16 @@ class SecureServer:
     default user, RedisJSON loaded. `client` is the conserver's own (admin) connection over TLS."""
 
     def __init__(self, server_bin, rejson, certs):
+        # A free port can be taken by another process before redis-server binds it: start again
+        # on new ports when that is why it exited.
+        for attempt in range(5):
+            try:
+                return self._start(server_bin, rejson, certs)
+            except RuntimeError as e:
+                if "Address already in use" not in str(e) or attempt == 4:
+                    raise
+
+    def _start(self, server_bin, rejson, certs):
         self.certs = certs
         self.port, self.tls_port = free_port(), free_port()
         self.log = tempfile.TemporaryFile()

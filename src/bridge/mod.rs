@@ -12,6 +12,10 @@
 //! hosted tracers: stream::Group::read ─▶ enrich ─▶ deliver ─▶ stream::Acker   (one group each;
 //!                 outcome spans offered to export::Stage without waiting)
 //! ```
+//! The main pipeline's enrich is two tasks (`Enricher::prepare`, then `Enricher::complete`: the
+//! settle and journal round trip, in read order) with one read between them, so one read's journal
+//! write overlaps the next read's snapshot reads.
+//!
 //! Every channel is bounded; the reader stops reading at `export.max_inflight` unacknowledged
 //! entries, so a slow collector pauses reading instead of growing memory or dropping data.
 

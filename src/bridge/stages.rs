@@ -3,7 +3,7 @@
 use super::drain::{drain, Task};
 use super::{Bridge, DrainReport, Source};
 use crate::assemble::{Assembler, Output};
-use crate::enrich::{Enricher, Item, Role};
+use crate::enrich::{Enricher, Item, Prepared, Role};
 use crate::export::Stage;
 use crate::retry::{self, Attempts, Policy};
 use crate::stream::connect::{ConnectError, Redis};
@@ -120,13 +120,18 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
         keep_content: false,
         lifecycle: w.lifecycle.clone(),
         journal: Some(w.journal.clone()),
+        unsettled: w.redis.as_ref().map(|_| crate::enrich::steps::Unsettled::default()),
         metrics: metrics.clone(),
     };
+    let enricher = Arc::new(enricher);
+    // One prepared read waits between the two enrich tasks (when full: `prepare` waits).
+    let (prepared_tx, prepared_rx) = mpsc::channel(1);
     let asm = Assembler::new(assemble, metrics.clone());
     let stage = Stage { sink, settings: export, metrics: metrics.clone(), dead: w.dead, audit };
     // In flow order: the drain waits for each before the next.
     let mut tasks = w.sources;
-    tasks.push(task("enrich", enrich(enricher, entry_rx, item_tx, stop.clone())));
+    tasks.push(task("enrich", prepare(enricher.clone(), entry_rx, prepared_tx, stop.clone())));
+    tasks.push(task("journal", complete(enricher, prepared_rx, item_tx)));
     tasks.extend(w.tracers);
     tasks.push(task("assemble", super::assemble_task::run(asm, item_rx, out_tx, w.redis, w.journal, metrics.clone())));
     tasks.push(task("export", stage.run(out_rx, ack_tx, give_up)));
@@ -197,6 +202,7 @@ async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::
             keep_content: h.tracer.needs_vcon(),
             lifecycle: lifecycle.clone(),
             journal: None,
+            unsettled: None,
             metrics: metrics.clone(),
         };
         let acker = Acker::new(conn.clone(), gs.stream.clone(), gs.group.clone(), held, config.done_marker_ttl);
@@ -283,10 +289,20 @@ async fn read_local(mut rx: mpsc::Receiver<Entry>, tx: mpsc::Sender<Vec<Entry>>,
     }
 }
 
-async fn enrich(mut e: Enricher, mut rx: mpsc::Receiver<Vec<Entry>>, tx: mpsc::Sender<Vec<Item>>, mut stop: watch::Receiver<bool>) {
+/// Enrich's first task: decode, dead letters, snapshot reads and hashes.
+async fn prepare(e: Arc<Enricher>, mut rx: mpsc::Receiver<Vec<Entry>>, tx: mpsc::Sender<Prepared>, mut stop: watch::Receiver<bool>) {
     while let Some(batch) = rx.recv().await {
-        let Some(items) = e.enrich(batch, &mut stop).await else { return };
-        if tx.send(items).await.is_err() {
+        let Some(p) = e.prepare(batch, &mut stop).await else { return };
+        if tx.send(p).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Enrich's second task: each read's settle and journal round trip, in read order.
+async fn complete(e: Arc<Enricher>, mut rx: mpsc::Receiver<Prepared>, tx: mpsc::Sender<Vec<Item>>) {
+    while let Some(p) = rx.recv().await {
+        if tx.send(e.complete(p).await).await.is_err() {
             return;
         }
     }

@@ -8,7 +8,8 @@
 //! record does not know the step yet; the main pipeline (usually first) and content users read the
 //! snapshot first and ask the step record only when the copy is gone. Every snapshot hashed here is
 //! settled ([`steps::settle`]): its step record written, the copy deleted when this consumer is
-//! the one to delete it.
+//! the one to delete it — here for hosted tracers; for the main pipeline ([`Resolver::unsettled`])
+//! later, by the caller, with the hashes noted in [`steps::Unsettled`] meanwhile.
 
 use super::snapshot::{self, Fetched};
 use super::steps::{self, Lifecycle, Settled, StepId};
@@ -37,6 +38,8 @@ pub struct Resolver<'a> {
     pub sha512: bool,
     pub keep_content: bool,
     pub metrics: &'a Metrics,
+    /// Settle later: the hashed snapshots are returned (and noted here) instead of settled.
+    pub unsettled: Option<&'a steps::Unsettled>,
 }
 
 fn step_of(r: &Record) -> Option<StepId> {
@@ -44,10 +47,11 @@ fn step_of(r: &Record) -> Option<StepId> {
 }
 
 impl Resolver<'_> {
-    /// One [`Resolved`] per record, in order.
-    pub async fn resolve(&self, records: &[&Record]) -> Vec<Resolved> {
+    /// One [`Resolved`] per record, in order, and the snapshots left to settle (only with
+    /// [`Resolver::unsettled`]).
+    pub async fn resolve(&self, records: &[&Record]) -> (Vec<Resolved>, Vec<Settled>) {
         let mut out: Vec<Resolved> = records.iter().map(|_| Resolved::default()).collect();
-        self.snapshots(records, &mut out).await;
+        let settle = self.snapshots(records, &mut out).await;
         for (r, o) in records.iter().zip(out.iter_mut()) {
             match &r.compliance {
                 Some(Compliance::Sha256(h)) => o.hash = Some(StepHash { sha256_hex: h.clone(), sha512_token: None, counts: None }),
@@ -61,17 +65,18 @@ impl Resolver<'_> {
             }
         }
         self.same_as(records, &mut out).await;
-        out
+        (out, settle)
     }
 
     /// `snapshot` records: hash from the step record or the copy, per the module header's order.
-    async fn snapshots(&self, records: &[&Record], out: &mut [Resolved]) {
+    /// Returns what is left to settle.
+    async fn snapshots(&self, records: &[&Record], out: &mut [Resolved]) -> Vec<Settled> {
         let wanted: Vec<usize> = (0..records.len()).filter(|i| matches!(records[*i].compliance, Some(Compliance::Snapshot(_)))).collect();
         let Some(conn) = self.redis else {
             for i in wanted {
                 out[i].unknown = Some("snapshot_unreadable".into());
             }
-            return;
+            return Vec::new();
         };
         let record_first = self.role == Role::Tracer && !self.keep_content;
         let mut to_read = wanted.clone();
@@ -93,10 +98,23 @@ impl Resolver<'_> {
         // Gone: deleted once hashed by another consumer (also between a record-first consumer's
         // two reads), or expired.
         self.from_step_records(conn, records, &gone, out).await;
-        self.settle(conn, records, &hashed, out).await;
+        let done: Vec<Settled> = hashed
+            .iter()
+            .filter_map(|i| Some(Settled { step: step_of(records[*i])?, snapshot: snapshot_key(records[*i])?.to_string(), hash: out[*i].hash.clone()? }))
+            .collect();
         for i in wanted {
             if out[i].hash.is_none() {
                 out[i].unknown = Some("snapshot_unreadable".into());
+            }
+        }
+        match self.unsettled {
+            Some(u) => {
+                u.note(&done);
+                done
+            }
+            None => {
+                settle(conn, self.lifecycle, &done, self.keep_content, self.metrics).await;
+                Vec::new()
             }
         }
     }
@@ -105,7 +123,7 @@ impl Resolver<'_> {
     async fn from_step_records(&self, conn: &ConnectionManager, records: &[&Record], idx: &[usize], out: &mut [Resolved]) -> Vec<usize> {
         let with_step: Vec<(usize, StepId)> = idx.iter().filter_map(|i| step_of(records[*i]).map(|s| (*i, s))).collect();
         let ids: Vec<StepId> = with_step.iter().map(|(_, s)| *s).collect();
-        let found = steps::lookup(conn, &ids).await;
+        let found = steps::lookup(conn, self.unsettled, &ids).await;
         let mut known = std::collections::HashSet::new();
         for ((i, _), h) in with_step.into_iter().zip(found) {
             if let Some(h) = h {
@@ -114,23 +132,6 @@ impl Resolver<'_> {
             }
         }
         idx.iter().copied().filter(|i| !known.contains(i)).collect()
-    }
-
-    /// Step records and deletions for the snapshots hashed here (`hashed`: read from the copy).
-    async fn settle(&self, conn: &ConnectionManager, records: &[&Record], hashed: &[usize], out: &[Resolved]) {
-        let done: Vec<Settled<'_>> = hashed
-            .iter()
-            .filter_map(|i| Some(Settled { step: step_of(records[*i])?, snapshot: snapshot_key(records[*i])?, hash: out[*i].hash.as_ref()? }))
-            .collect();
-        match steps::settle(conn, self.lifecycle, &done, self.keep_content).await {
-            Ok(n) => {
-                self.metrics.snapshots_deleted.inc_by(n as u64);
-            }
-            Err(e) => {
-                self.metrics.step_record_errors.inc();
-                tracing::warn!(error = %e, snapshots = done.len(), "cannot write step records or delete snapshots; they live until their TTL");
-            }
-        }
     }
 
     /// `same_as` records: the earlier record's hash, from this read or the step record.
@@ -150,7 +151,7 @@ impl Resolver<'_> {
             }
         }
         let found = match self.redis {
-            Some(conn) => steps::lookup(conn, &ask.iter().map(|(_, s)| *s).collect::<Vec<_>>()).await,
+            Some(conn) => steps::lookup(conn, self.unsettled, &ask.iter().map(|(_, s)| *s).collect::<Vec<_>>()).await,
             None => vec![None; ask.len()],
         };
         for ((i, _), h) in ask.into_iter().zip(found) {
@@ -158,6 +159,20 @@ impl Resolver<'_> {
                 Some(h) => out[i].hash = Some(h),
                 None => out[i].unknown = Some("previous_step_unknown".into()),
             }
+        }
+    }
+}
+
+/// Step records and deletions for snapshots hashed from their copy (`content_user`: this consumer
+/// used the content); a failure is counted and logged, never the caller's.
+pub async fn settle(conn: &ConnectionManager, lc: &Lifecycle, done: &[Settled], content_user: bool, metrics: &Metrics) {
+    match steps::settle(conn, lc, done, content_user).await {
+        Ok(n) => {
+            metrics.snapshots_deleted.inc_by(n as u64);
+        }
+        Err(e) => {
+            metrics.step_record_errors.inc();
+            tracing::warn!(error = %e, snapshots = done.len(), "cannot write step records or delete snapshots; they live until their TTL");
         }
     }
 }

@@ -9,6 +9,12 @@
 //! The main pipeline also journals every record that has a `seq` ([`journal`]) before passing the
 //! read on, so whichever replica reads a run's end can build its root and hash chain.
 //!
+//! A read is enriched in two steps: [`Enricher::prepare`] (decode, dead letters, hashes: the
+//! snapshot reads) and [`Enricher::complete`] (the main pipeline's one round trip of settling the
+//! snapshots and writing the journal, then attaching the journals of ending runs). The bridge runs
+//! them as two tasks, so one read's journal round trip overlaps the next read's snapshot reads;
+//! journal writes stay in read order. [`Enricher::enrich`] does both, for hosted tracers and tests.
+//!
 //! An entry whose record cannot be used is dead-lettered here (main pipeline only; the hosted
 //! tracers skip it, the main pipeline already keeps its copy) and passed on as [`Item::Done`], so
 //! its acknowledgement travels the same ordered path as every other entry's.
@@ -93,14 +99,32 @@ pub struct Enricher {
     pub lifecycle: steps::Lifecycle,
     /// Where the main pipeline journals every record ([`journal`]); `None` for hosted tracers.
     pub journal: Option<journal::Store>,
+    /// Main pipeline: snapshots are settled in [`Enricher::complete`], their hashes waiting here
+    /// meanwhile; `None`: settled while the read is prepared (hosted tracers).
+    pub unsettled: Option<steps::Unsettled>,
     pub metrics: Arc<Metrics>,
 }
 
+/// A read between [`Enricher::prepare`] and [`Enricher::complete`].
+pub struct Prepared {
+    items: Vec<Item>,
+    journaled: Vec<([u8; 16], u64, JournalEntry)>,
+    /// Item index and (trace ID, ending `seq`) of each run this read ends.
+    endings: Vec<(usize, ([u8; 16], Option<u64>))>,
+    settle: Vec<steps::Settled>,
+}
+
 impl Enricher {
-    /// Enriches one read, in order. `None` when `stop` turned true while a dead letter could not be
-    /// written (the read's entries then stay pending).
+    /// Enriches one read, in order: [`Enricher::prepare`] then [`Enricher::complete`].
+    pub async fn enrich(&self, entries: Vec<Entry>, stop: &mut watch::Receiver<bool>) -> Option<Vec<Item>> {
+        let p = self.prepare(entries, stop).await?;
+        Some(self.complete(p).await)
+    }
+
+    /// Decodes, dead-letters and hashes one read, in order. `None` when `stop` turned true while a
+    /// dead letter could not be written (the read's entries then stay pending).
     #[tracing::instrument(name = "enrich", level = "debug", skip_all, fields(messaging.batch.message_count = entries.len(), vcon_otel.enrich.rejected = tracing::field::Empty))]
-    pub async fn enrich(&mut self, entries: Vec<Entry>, stop: &mut watch::Receiver<bool>) -> Option<Vec<Item>> {
+    pub async fn prepare(&self, entries: Vec<Entry>, stop: &mut watch::Receiver<bool>) -> Option<Prepared> {
         let mut decoded = Vec::with_capacity(entries.len());
         let mut rejected = Vec::new();
         for (i, e) in entries.iter().enumerate() {
@@ -126,8 +150,9 @@ impl Enricher {
             sha512: self.sha512,
             keep_content: self.keep_content,
             metrics: &self.metrics,
+            unsettled: self.unsettled.as_ref(),
         };
-        let resolved = resolver.resolve(&decoded.iter().map(|(_, r)| r).collect::<Vec<_>>()).await;
+        let (resolved, settle) = resolver.resolve(&decoded.iter().map(|(_, r)| r).collect::<Vec<_>>()).await;
         let mut out: Vec<Option<Item>> = vec![None; entries.len()];
         // Each entry moves into its item (no copy of its ID).
         let mut entries: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
@@ -153,23 +178,43 @@ impl Enricher {
             let e = Enriched { entry, record, hash: h.hash, unknown: h.unknown, chain, vcon_json: h.text, journal: None };
             out[i] = Some(Item::Record(Box::new(e)));
         }
-        if let Some(store) = &self.journal {
+        let items = out.into_iter().map(|o| o.expect("every entry has an item")).collect();
+        Some(Prepared { items, journaled, endings, settle })
+    }
+
+    /// Settles the read's snapshots and writes its journal entries (at once, on the multiplexed
+    /// connection), then gives the journals of the runs it ends to their ending items. Errors are
+    /// counted and logged; the items always come back.
+    #[tracing::instrument(name = "enrich.complete", level = "debug", skip_all, fields(messaging.batch.message_count = p.items.len()))]
+    pub async fn complete(&self, p: Prepared) -> Vec<Item> {
+        let Prepared { mut items, journaled, endings, settle } = p;
+        let settling = async {
+            if let (Some(conn), false) = (&self.redis, settle.is_empty()) {
+                hashes::settle(conn, &self.lifecycle, &settle, self.keep_content, &self.metrics).await;
+            }
+            if let Some(u) = &self.unsettled {
+                u.forget(&settle);
+            }
+        };
+        let journaling = async {
+            let store = self.journal.as_ref()?;
             let asks: Vec<_> = endings.iter().map(|(_, a)| *a).collect();
             match store.write(&journaled, &asks).await {
-                Ok(journals) => {
-                    for ((i, _), j) in endings.iter().zip(journals) {
-                        if let Some(Item::Record(e)) = &mut out[*i] {
-                            e.journal = j;
-                        }
-                    }
-                }
+                Ok(journals) => Some(journals),
                 Err(e) => {
                     self.metrics.step_record_errors.inc();
                     tracing::warn!(error = %e, records = journaled.len(), "cannot journal these records; their runs' chains will be unknown");
+                    None
                 }
             }
+        };
+        let ((), journals) = tokio::join!(settling, journaling);
+        for ((i, _), j) in endings.iter().zip(journals.unwrap_or_default()) {
+            if let Item::Record(e) = &mut items[*i] {
+                e.journal = j;
+            }
         }
-        Some(out.into_iter().map(|o| o.expect("every entry has an item")).collect())
+        items
     }
 
     fn decode(&self, e: &Entry) -> Result<Record, event::Rejection> {

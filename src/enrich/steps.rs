@@ -13,11 +13,17 @@
 //! - otherwise only content users delete: each counts its use (`HINCRBY` field `{seq}:used`) and
 //!   the one that reaches `content_users` deletes.
 //!
+//! The main pipeline settles a read's snapshots after the read has moved on (together with its
+//! journal write, `super::Enricher::complete`), so the next read's snapshots are fetched meanwhile;
+//! until then the hashes wait in [`Unsettled`], which [`lookup`] asks before Redis.
+//!
 //! Readers ([`lookup`], [`previous`]) never fail the caller: a Redis error is logged and the step
 //! is treated as unknown (the span then says why).
 
 use crate::compliance::StepHash;
 use redis::aio::ConnectionManager;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How the lifecycle is run; the same on every replica (from `compliance:` in the config).
@@ -45,22 +51,52 @@ pub fn key(trace: &[u8; 16]) -> String {
     format!("vcon_otel:steps:{}", hex::encode(trace))
 }
 
-/// The known hashes of these steps, in order (one pipelined round trip).
-pub async fn lookup(conn: &ConnectionManager, steps: &[StepId]) -> Vec<Option<StepHash>> {
-    if steps.is_empty() {
-        return Vec::new();
+/// Hashes whose step records are on their way (hashed, settle not yet done): a step is in here
+/// from the moment its read leaves enrich until its settle's round trip ended (written or failed),
+/// so at most the snapshots of the reads between enrich and its completion (bounded channel).
+#[derive(Debug, Clone, Default)]
+pub struct Unsettled(Arc<Mutex<HashMap<StepId, StepHash>>>);
+
+impl Unsettled {
+    pub fn note(&self, done: &[Settled]) {
+        let mut m = self.0.lock().expect("unsettled map");
+        m.extend(done.iter().map(|s| (s.step, s.hash.clone())));
+    }
+
+    pub fn forget(&self, done: &[Settled]) {
+        let mut m = self.0.lock().expect("unsettled map");
+        for s in done {
+            m.remove(&s.step);
+        }
+    }
+
+    fn get(&self, step: &StepId) -> Option<StepHash> {
+        self.0.lock().expect("unsettled map").get(step).cloned()
+    }
+}
+
+/// The known hashes of these steps, in order: from `unsettled` when there, else the step records
+/// (one pipelined round trip).
+pub async fn lookup(conn: &ConnectionManager, unsettled: Option<&Unsettled>, steps: &[StepId]) -> Vec<Option<StepHash>> {
+    let mut out: Vec<Option<StepHash>> = steps.iter().map(|s| unsettled.and_then(|u| u.get(s))).collect();
+    let ask: Vec<usize> = (0..steps.len()).filter(|i| out[*i].is_none()).collect();
+    if ask.is_empty() {
+        return out;
     }
     let mut pipe = redis::pipe();
-    for (t, seq) in steps {
+    for i in &ask {
+        let (t, seq) = &steps[*i];
         pipe.cmd("HGET").arg(key(t)).arg(seq);
     }
     match pipe.query_async::<Vec<Option<String>>>(&mut conn.clone()).await {
-        Ok(v) => v.into_iter().map(|s| s.as_deref().and_then(StepHash::decode)).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, steps = steps.len(), "cannot read step records; these steps have no hash");
-            vec![None; steps.len()]
+        Ok(v) => {
+            for (i, s) in ask.into_iter().zip(v) {
+                out[i] = s.as_deref().and_then(StepHash::decode);
+            }
         }
+        Err(e) => tracing::warn!(error = %e, steps = ask.len(), "cannot read step records; these steps have no hash"),
     }
+    out
 }
 
 /// The hash of the latest step of the run before `seq` (the document a step was given).
@@ -80,16 +116,17 @@ pub async fn previous(conn: &ConnectionManager, trace: &[u8; 16], seq: u64) -> O
 }
 
 /// A snapshot this consumer read and hashed.
-pub struct Settled<'a> {
+#[derive(Debug, Clone)]
+pub struct Settled {
     pub step: StepId,
-    pub snapshot: &'a str,
-    pub hash: &'a StepHash,
+    pub snapshot: String,
+    pub hash: StepHash,
 }
 
 /// Writes the step records of these hashed snapshots and deletes the snapshots this consumer is
 /// the one to delete (module header). `content_user`: this consumer used the snapshots' content.
 /// Returns how many snapshots it deleted.
-pub async fn settle(conn: &ConnectionManager, lc: &Lifecycle, done: &[Settled<'_>], content_user: bool) -> Result<usize, redis::RedisError> {
+pub async fn settle(conn: &ConnectionManager, lc: &Lifecycle, done: &[Settled], content_user: bool) -> Result<usize, redis::RedisError> {
     if done.is_empty() {
         return Ok(0);
     }
@@ -101,8 +138,8 @@ pub async fn settle(conn: &ConnectionManager, lc: &Lifecycle, done: &[Settled<'_
         pipe.cmd("HSET").arg(&k).arg(s.step.1).arg(s.hash.encode()).ignore();
         pipe.cmd("EXPIRE").arg(&k).arg(ttl).ignore();
         if lc.content_users == 0 {
-            pipe.cmd("DEL").arg(s.snapshot).ignore();
-            pipe.cmd("ZREM").arg(&lc.index_key).arg(s.snapshot).ignore();
+            pipe.cmd("DEL").arg(&s.snapshot).ignore();
+            pipe.cmd("ZREM").arg(&lc.index_key).arg(&s.snapshot).ignore();
         } else if content_user {
             pipe.cmd("HINCRBY").arg(&k).arg(format!("{}:used", s.step.1)).arg(1);
         }
@@ -113,7 +150,7 @@ pub async fn settle(conn: &ConnectionManager, lc: &Lifecycle, done: &[Settled<'_
         return Ok(done.len());
     }
     let used: Vec<i64> = if content_user { pipe.query_async(&mut c).await? } else { pipe.query_async::<()>(&mut c).await.map(|_| Vec::new())? };
-    let last: Vec<&str> = done.iter().zip(&used).filter(|(_, n)| **n >= i64::from(lc.content_users)).map(|(s, _)| s.snapshot).collect();
+    let last: Vec<&str> = done.iter().zip(&used).filter(|(_, n)| **n >= i64::from(lc.content_users)).map(|(s, _)| s.snapshot.as_str()).collect();
     if last.is_empty() {
         return Ok(0);
     }
