@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Compliance hashing benchmarks (docs/benchmarks.md, "Compliance hashing").
 #
-# 1. Throughput (MB/s of stored vCon JSON) on 100 KB and 5 MB vCons, side by side, median of 5:
+# 1. Throughput (MB/s of stored vCon JSON), side by side, median of 5, on 100 KB and 5 MB vCons of
+#    one long body, and on the pipeline benchmark's realistic vCons of 5 KB, 100 KB and 2 MB (v5k,
+#    v100k, v2m: python/bench/vcons.py, 60 % base64url body, 40 % transcript of small segments):
 #      rust      - vcon_otel::compliance::vcon_hash in process (examples/hash_bench.rs), per second of
 #                  wall clock and per second of CPU (user + system: steadier on a shared machine)
 #      python    - Vcon.hash as vCon Server computes it: json.loads + normalize + json.dumps + sha256
@@ -11,7 +13,7 @@
 #      vcon-otel hash FILE  (SHA-256 and the sha512 token; the file is read whole), and the same
 #      Python expression as above in a fresh interpreter.
 #
-# BENCH_HASH_BASELINE_REV=<git revision> also builds that revision (in a temporary worktree, target
+# BENCH_HASH_MEMORY=0 skips part 2. BENCH_HASH_BASELINE_REV=<git revision> also builds that revision (in a temporary worktree, target
 # dir ${BENCH_HASH_BASELINE_TARGET:-target/bench-baseline}, kept for the next run) and adds it side
 # by side as "rust@REV". VCON_OTEL_PYTHON picks the Python (default python3).
 set -euo pipefail
@@ -44,6 +46,11 @@ def vcon(size):
 for name, size in [("100k", 100_000 - 2_000), ("5m", 5_000_000 - 2_000)]:
     with open(os.path.join(sys.argv[1], name + ".json"), "w") as f:
         f.write(json.dumps(vcon(size), separators=(",", ":"), ensure_ascii=False))
+sys.path.insert(0, "python/bench")
+from vcons import vcon_doc
+for name, size in [("v5k", 5_000), ("v100k", 100_000), ("v2m", 2_000_000)]:
+    with open(os.path.join(sys.argv[1], name + ".json"), "w") as f:
+        f.write(json.dumps(vcon_doc(size, u="018f5e2a-0000-8000-8000-000000000002"), separators=(",", ":")))
 # 100 MB of tiny elements: numbers, strings, literals, empty and one-entry containers.
 head = ('{"uuid":"018f5e2a-0000-8000-8000-000000000001","vcon":"0.4.0","created_at":"2026-11-22T10:00:00.000+00:00",'
         '"parties":[{"tel":"+15555550100"}],"dialog":[],"analysis":[{"type":"x","encoding":"json","body":[')
@@ -58,20 +65,24 @@ echo "## 1. Throughput in process (median of 5)"
 hdr="| vCon | rust MB/s | rust MB/CPU-s |"; sep="|---|---|---|"
 [ -n "$base" ] && { hdr="$hdr rust@$rev MB/s | rust@$rev MB/CPU-s |"; sep="$sep---|---|"; }
 printf '%s python MB/s | sha256sum MB/s | rust/python | sha256sum/rust |\n%s---|---|---|---|\n' "$hdr" "$sep"
-for name in 100k 5m; do
+for name in 100k 5m v5k v100k v2m; do
   f="$work/$name.json"; bytes=$(stat -c %s "$f")
-  n=$([ "$name" = 100k ] && echo 400 || echo 10)
-  rust_runs() { # rust_runs DIR OUT: median wall MB/s into OUT, median MB per CPU second into OUT.cpu
+  case $name in v5k) n=8000 ;; 100k | v100k) n=400 ;; v2m) n=20 ;; *) n=10 ;; esac
+  rust_runs() { # rust_runs DIR OUT: median wall MB/s into OUT, median MB per CPU second into OUT.cpu, the hash into OUT.hash
     : > "$2.all"; : > "$2.cpuall"
     for _ in 1 2 3 4 5; do
-      /usr/bin/time -f '%U %S' -o "$work/cpu" "$1"/examples/hash_bench "$f" "$n" | cut -d' ' -f1 >> "$2.all"
+      /usr/bin/time -f '%U %S' -o "$work/cpu" "$1"/examples/hash_bench "$f" "$n" > "$work/line"
+      cut -d' ' -f1 "$work/line" >> "$2.all"; cut -d' ' -f2 "$work/line" > "$2.hash"
       awk -v b="$bytes" -v n="$n" '{print b * n / ($1 + $2) / 1e6}' "$work/cpu" >> "$2.cpuall"
     done
     median < "$2.all" > "$2"; median < "$2.cpuall" > "$2.cpu"
   }
   rust_runs "$tgt/release" "$work/rust"
   echo 0 > "$work/base.mbs"; echo 0 > "$work/base.mbs.cpu"
-  [ -n "$base" ] && rust_runs "$base" "$work/base.mbs"
+  if [ -n "$base" ]; then
+    rust_runs "$base" "$work/base.mbs"
+    cmp -s "$work/rust.hash" "$work/base.mbs.hash" || { echo "bench-hash: $name: rust and rust@$rev hash differently" >&2; exit 1; }
+  fi
   for _ in 1 2 3 4 5; do "$PY" - "$f" "$n" <<'PYH'
 import sys, time, json, hashlib, os
 sys.path.insert(0, "scripts/hash")
@@ -95,6 +106,7 @@ print('| %s | %.0f | %.0f |%s %.0f | %.0f | %.1fx | %.2fx |' % ('$name', r, rc, 
 done
 rm -f "$work/rep"
 
+[ "${BENCH_HASH_MEMORY:-1}" = 0 ] && exit 0
 echo
 echo "## 2. Whole process: peak RSS and throughput (/usr/bin/time -v, median of 3)"
 cat > "$work/py_hash.py" <<'PYP'

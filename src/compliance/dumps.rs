@@ -1,71 +1,12 @@
 //! Python's `json.dumps` with default arguments, as bytes into a [`Sink`]: separators `", "` and
 //! `": "`, `ensure_ascii` (`\uXXXX` in lowercase hex, characters above U+FFFF as surrogate pairs,
 //! `\" \\ \n \r \t \b \f`, `/` unescaped, DEL escaped), float `repr` (`1.0`, `1e-05`, `1e+16`),
-//! `NaN`/`Infinity`, integers as their digits. Used by the streaming hasher piece by piece and by
+//! `NaN`/`Infinity` (`super::float`), integers as their digits. Used by the streaming hasher piece by piece and by
 //! [`write`] for a whole in-memory [`Value`].
 
+pub use super::float::float_repr;
+use super::float::float_repr_of;
 use super::pyjson::{PyStr, Value};
-
-/// Python's `repr(float)`, as `json.dumps` writes floats (`NaN`, `Infinity`, `-Infinity` included).
-pub fn float_repr(f: f64, out: &mut String) {
-    if f.is_nan() {
-        out.push_str("NaN");
-        return;
-    }
-    if f.is_infinite() {
-        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
-        return;
-    }
-    if f.is_sign_negative() {
-        out.push('-');
-    }
-    // Shortest round-trip digits with ties to even (Ryu), as Python's repr; Rust's own formatting
-    // rounds exact ties up (1505058715994094.25 -> "…094.3", Python says "…094.2").
-    let mut buf = ryu::Buffer::new();
-    let text = buf.format_finite(f.abs());
-    let (mant, exp10) = match text.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i32>().expect("exponent")),
-        None => (text, 0),
-    };
-    let (int_part, frac_part) = mant.split_once('.').unwrap_or((mant, ""));
-    let all = format!("{int_part}{frac_part}");
-    let lead = all.len() - all.trim_start_matches('0').len();
-    let digits = all.trim_start_matches('0').trim_end_matches('0');
-    let digits = if digits.is_empty() { "0" } else { digits };
-    // Position of the decimal point relative to the first significant digit.
-    let decpt_raw = int_part.len() as i32 - lead as i32 + exp10;
-    let exp = if digits == "0" { 0 } else { decpt_raw - 1 };
-    let digits = digits.to_string();
-    let decpt = exp + 1;
-    if -4 < decpt && decpt <= 16 {
-        if decpt <= 0 {
-            out.push_str("0.");
-            out.extend(std::iter::repeat_n('0', (-decpt) as usize));
-            out.push_str(&digits);
-        } else if (decpt as usize) < digits.len() {
-            out.push_str(&digits[..decpt as usize]);
-            out.push('.');
-            out.push_str(&digits[decpt as usize..]);
-        } else {
-            out.push_str(&digits);
-            out.extend(std::iter::repeat_n('0', decpt as usize - digits.len()));
-            out.push_str(".0");
-        }
-    } else {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        let e = exp.unsigned_abs();
-        if e < 10 {
-            out.push('0');
-        }
-        out.push_str(&e.to_string());
-    }
-}
 
 /// A sink for the serialized bytes (a hasher, a buffer).
 pub trait Sink {
@@ -162,11 +103,7 @@ pub fn write<S: Sink>(out: &mut S, v: &Value<'_>) {
         Value::Bool(true) => out.put(b"true"),
         Value::Bool(false) => out.put(b"false"),
         Value::Int(t) => out.put(t.as_bytes()),
-        Value::Float(f) => {
-            let mut s = String::new();
-            float_repr(*f, &mut s);
-            out.put(s.as_bytes());
-        }
+        Value::Float(f) => out.put(float_repr_of(*f).as_bytes()),
         Value::Str(s) => put_str(out, s),
         Value::Array(items) => {
             out.put(b"[");

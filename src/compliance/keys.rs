@@ -1,11 +1,14 @@
 //! The keys of the objects the streaming hasher has open, to see duplicates as a `dict` does, and
 //! the table of objects that have duplicates.
 //!
-//! A key is held as its offset in the document plus a 64-bit hash (SipHash, randomly keyed per
-//! process, so hostile keys cannot be made to collide); two keys are the same when their decoded
-//! Python strings are (`"a"` and `"\u0061"` are one key). Memory: 16 bytes per key of each open
-//! object, plus an index of about 20–40 bytes per key for objects with more than [`LINEAR`] keys;
-//! nothing for arrays, nothing once an object is closed.
+//! A key is held as where it stands in the document ([`KeyRef`]: the offset of its opening quote,
+//! the length of its text, whether that text holds an escape); two keys are the same when their
+//! decoded Python strings are (`"a"` and `"\u0061"` are one key). Two keys without escapes are
+//! compared as bytes, without decoding. Objects up to [`LINEAR`] keys are searched linearly; past
+//! that an object gets an index of 64-bit hashes (SipHash, randomly keyed per process, so hostile
+//! keys cannot be made to collide). Memory: 16 bytes per key of each open object, plus an index of
+//! about 20–40 bytes per key for objects with more than [`LINEAR`] keys; nothing for arrays,
+//! nothing once an object is closed.
 //!
 //! [`DupTable`] records, for each object that has a duplicate key, its keys in `dict` order (first
 //! position) with the offset of the occurrence whose value wins (the last): 8 bytes per key of such
@@ -13,11 +16,12 @@
 
 use super::lex::Lexer;
 use super::pyjson::PyStr;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 /// Objects up to this many keys are searched linearly.
-const LINEAR: usize = 8;
+const LINEAR: usize = 16;
 
 /// The key hashes are already random: the index uses them as they are.
 #[derive(Default)]
@@ -37,10 +41,59 @@ impl Hasher for Identity {
 
 type Index = HashMap<u64, usize, BuildHasherDefault<Identity>>;
 
+/// Where a key stands in the document.
+#[derive(Clone, Copy)]
+pub struct KeyRef {
+    /// Offset of the opening quote.
+    pub at: usize,
+    /// Length of the text between the quotes (when `plain`).
+    len: u32,
+    /// The text holds no escape (it is the key itself) and is shorter than 4 GiB.
+    plain: bool,
+}
+
+impl KeyRef {
+    /// The key whose opening quote is at `at`, as `Lexer::string` read it, the cursor then at `end`.
+    pub fn new(at: usize, end: usize, key: &PyStr<'_>) -> Self {
+        let raw = end - at - 2;
+        let plain = matches!(key, PyStr::Text(Cow::Borrowed(_))) && raw <= u32::MAX as usize;
+        KeyRef { at, len: raw as u32, plain }
+    }
+
+    /// The key's text between the quotes, when it holds no escape.
+    fn raw<'t>(&self, text: &'t str) -> Option<&'t str> {
+        self.plain.then(|| &text[self.at + 1..self.at + 1 + self.len as usize])
+    }
+
+    fn decoded<'t>(&self, text: &'t str) -> PyStr<'t> {
+        match self.raw(text) {
+            Some(r) => PyStr::Text(Cow::Borrowed(r)),
+            None => key_at(text, self.at),
+        }
+    }
+
+    /// Whether this key is `key` (whose place is `other`).
+    fn same(&self, text: &str, other: &KeyRef, key: &PyStr<'_>) -> bool {
+        match (self.raw(text), other.plain) {
+            (Some(mine), true) => mine == other.raw(text).expect("plain"),
+            (Some(mine), false) => matches!(key, PyStr::Text(t) if t == mine),
+            (None, _) => key_at(text, self.at) == *key,
+        }
+    }
+
+    /// Whether this key is the plain string `key`.
+    fn is(&self, text: &str, key: &str) -> bool {
+        match self.raw(text) {
+            Some(mine) => mine == key,
+            None => key_at(text, self.at).is(key),
+        }
+    }
+}
+
 /// Keys of the open objects, innermost last.
 pub struct KeyStack {
-    /// (hash, offset of the key's opening quote) for every key of every open object.
-    keys: Vec<(u64, usize)>,
+    /// Every key of every open object.
+    keys: Vec<KeyRef>,
     /// Per open object: where its keys start in `keys`, and its index once it has many.
     objects: Vec<(usize, Option<Index>)>,
     state: RandomState,
@@ -67,7 +120,7 @@ impl KeyStack {
     pub fn close(&mut self, keep: bool, out: &mut Vec<usize>) {
         let (base, _) = self.objects.pop().expect("an open object");
         if keep {
-            out.extend(self.keys[base..].iter().map(|(_, off)| *off));
+            out.extend(self.keys[base..].iter().map(|k| k.at));
         }
         self.keys.truncate(base);
     }
@@ -76,52 +129,62 @@ impl KeyStack {
         self.state.hash_one(key)
     }
 
-    /// Adds a key of the innermost object (`at`: offset of its opening quote in `text`).
-    pub fn insert(&mut self, text: &str, key: &PyStr<'_>, at: usize) -> Seen {
-        let h = self.hash(key);
-        if let Some(pos) = self.find(text, key, h) {
+    /// Adds a key of the innermost object (`place`: where it stands in `text`, `key`: decoded).
+    pub fn insert(&mut self, text: &str, key: &PyStr<'_>, place: KeyRef) -> Seen {
+        let (base, index) = self.objects.last().expect("an open object");
+        let n = self.keys.len() - *base;
+        let h = if index.is_some() || n + 1 > LINEAR { Some(self.hash(key)) } else { None };
+        let found = match h {
+            Some(h) if index.is_some() => self.find_indexed(h, |k| k.same(text, &place, key)),
+            _ => self.keys[*base..].iter().position(|k| k.same(text, &place, key)),
+        };
+        if let Some(pos) = found {
             return Seen::Again(pos);
         }
+        self.keys.push(place);
+        let Some(h) = h else { return Seen::New };
+        let state = &self.state;
         let (base, index) = self.objects.last_mut().expect("an open object");
-        let pos = self.keys.len() - *base;
-        self.keys.push((h, at));
-        if let Some(ix) = index.as_mut() {
-            ix.entry(h).or_insert(pos);
-        } else if pos + 1 > LINEAR {
-            let mut ix = Index::default();
-            for (i, (kh, _)) in self.keys[*base..].iter().enumerate() {
-                ix.entry(*kh).or_insert(i);
+        match index {
+            Some(ix) => {
+                ix.entry(h).or_insert(n);
             }
-            *index = Some(ix);
+            None => {
+                let mut ix = Index::default();
+                for (i, k) in self.keys[*base..].iter().enumerate() {
+                    ix.entry(state.hash_one(k.decoded(text))).or_insert(i);
+                }
+                *index = Some(ix);
+            }
         }
         Seen::New
     }
 
     /// The position of `key` among the innermost object's keys so far.
     pub fn position(&self, text: &str, key: &str) -> Option<usize> {
-        let key = PyStr::Text(key.into());
-        self.find(text, &key, self.hash(&key))
+        let (base, index) = self.objects.last().expect("an open object");
+        match index {
+            Some(_) => self.find_indexed(self.hash(&PyStr::Text(key.into())), |k| k.is(text, key)),
+            None => self.keys[*base..].iter().position(|k| k.is(text, key)),
+        }
     }
 
-    /// A repeated key's value wins: its offset replaces the first occurrence's (position kept).
-    pub fn replace(&mut self, pos: usize, at: usize) {
+    /// A repeated key's value wins: its place replaces the first occurrence's (position kept).
+    pub fn replace(&mut self, pos: usize, place: KeyRef) {
         let base = self.objects.last().expect("an open object").0;
-        self.keys[base + pos].1 = at;
+        self.keys[base + pos] = place;
     }
 
-    fn find(&self, text: &str, key: &PyStr<'_>, h: u64) -> Option<usize> {
+    /// The position of the key of hash `h` that is `same`, in an indexed object.
+    fn find_indexed(&self, h: u64, same: impl Fn(&KeyRef) -> bool) -> Option<usize> {
         let (base, index) = self.objects.last().expect("an open object");
         let keys = &self.keys[*base..];
-        let same = |i: usize| keys[i].0 == h && key_at(text, keys[i].1) == *key;
-        if let Some(ix) = index {
-            match ix.get(&h) {
-                None => return None,
-                Some(&i) if same(i) => return Some(i),
-                // A 64-bit collision of different keys: look at all of them.
-                Some(_) => {}
-            }
+        match index.as_ref().expect("an index").get(&h) {
+            None => None,
+            Some(&i) if same(&keys[i]) => Some(i),
+            // A 64-bit collision of different keys: look at all of them.
+            Some(_) => keys.iter().position(same),
         }
-        (0..keys.len()).find(|&i| same(i))
     }
 }
 

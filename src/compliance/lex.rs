@@ -19,16 +19,26 @@ pub enum Num<'a> {
     Float(f64),
 }
 
+/// A number as its text: an integer as [`Num::Int`], or a float's token to parse.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NumText<'a> {
+    Int(&'a str),
+    Float(&'a str),
+}
+
 /// A cursor over the document text.
 pub struct Lexer<'a> {
     pub s: &'a str,
     pub b: &'a [u8],
     pub i: usize,
+    /// The last string [`Lexer::string`] read is printable ASCII (U+0020 to U+007E) without `"`
+    /// or `\\`: `json.dumps` writes it as it stands.
+    pub plain: bool,
 }
 
 impl<'a> Lexer<'a> {
     pub fn new(s: &'a str) -> Self {
-        Lexer { s, b: s.as_bytes(), i: 0 }
+        Lexer { s, b: s.as_bytes(), i: 0, plain: false }
     }
 
     /// An error at the cursor, with its line and column (computed only now).
@@ -64,13 +74,11 @@ impl<'a> Lexer<'a> {
     pub fn string(&mut self) -> Result<PyStr<'a>, ParseError> {
         self.i += 1;
         let start = self.i;
-        // Fast path: no escape before the closing quote (SIMD search, then one vectorized check).
-        match memchr::memchr2(b'"', b'\\', &self.b[self.i..]) {
-            Some(n) => {
-                if let Some(bad) = first_control(&self.b[self.i..self.i + n]) {
-                    self.i += bad;
-                    return Err(self.err("no raw control character in a string"));
-                }
+        // Fast path: no escape before the closing quote (a short string byte by byte, a long one
+        // by a SIMD search, then one vectorized check).
+        match plain_run(&self.b[self.i..]) {
+            Some(Ok((n, ascii))) => {
+                self.plain = ascii;
                 self.i += n;
                 if self.b[self.i] == b'"' {
                     let s = &self.s[start..self.i];
@@ -78,11 +86,16 @@ impl<'a> Lexer<'a> {
                     return Ok(PyStr::Text(Cow::Borrowed(s)));
                 }
             }
+            Some(Err(bad)) => {
+                self.i += bad;
+                return Err(self.err("no raw control character in a string"));
+            }
             None => {
                 self.i = self.b.len();
                 return Err(self.err("'\"' closing the string"));
             }
         }
+        self.plain = false;
         let mut units: Vec<u16> = self.s[start..self.i].encode_utf16().collect();
         loop {
             let Some(c) = self.peek() else { return Err(self.err("'\"' closing the string")) };
@@ -136,6 +149,14 @@ impl<'a> Lexer<'a> {
 
     /// A number; the cursor is on `-` or a digit.
     pub fn number(&mut self) -> Result<Num<'a>, ParseError> {
+        Ok(match self.number_token()? {
+            NumText::Int(t) => Num::Int(t),
+            NumText::Float(t) => Num::Float(self.float(t)?),
+        })
+    }
+
+    /// A number as its text, unparsed; the cursor is on `-` or a digit.
+    pub fn number_token(&mut self) -> Result<NumText<'a>, ParseError> {
         let start = self.i;
         if self.b[self.i] == b'-' {
             self.i += 1;
@@ -166,13 +187,18 @@ impl<'a> Lexer<'a> {
             }
         }
         let text = &self.s[start..self.i];
-        if float {
-            Ok(Num::Float(text.parse::<f64>().map_err(|_| self.err_at(start, "a number"))?))
+        Ok(if float {
+            NumText::Float(text)
         } else if text == "-0" {
-            Ok(Num::Int("0"))
+            NumText::Int("0")
         } else {
-            Ok(Num::Int(text))
-        }
+            NumText::Int(text)
+        })
+    }
+
+    /// The double of a float token [`Lexer::number_token`] just read (the cursor right after it).
+    pub fn float(&self, text: &str) -> Result<f64, ParseError> {
+        text.parse::<f64>().map_err(|_| self.err_at(self.i - text.len(), "a number"))
     }
 
     fn digits(&mut self) {
@@ -258,6 +284,39 @@ fn line_column(b: &[u8], at: usize) -> (usize, usize) {
     let line = memchr::memchr_iter(b'\n', before).count() + 1;
     let column = at - memchr::memrchr(b'\n', before).map_or(0, |p| p + 1) + 1;
     (line, column)
+}
+
+/// The length of the text before the first `"` or `\\` (`None`: there is none) and whether it is
+/// printable ASCII, or the offset of the first byte below 0x20 before it.
+fn plain_run(b: &[u8]) -> Option<Result<(usize, bool), usize>> {
+    const SHORT: usize = 32;
+    let mut ascii = true;
+    for (k, &c) in b.iter().take(SHORT).enumerate() {
+        if c == b'"' || c == b'\\' {
+            return Some(Ok((k, ascii)));
+        }
+        if c < 0x20 {
+            // An unclosed string is reported as such, whatever it holds.
+            return memchr::memchr2(b'"', b'\\', &b[k..]).map(|_| Err(k));
+        }
+        ascii &= c < 0x7f;
+    }
+    let short = b.len().min(SHORT);
+    let n = short + memchr::memchr2(b'"', b'\\', &b[short..])?;
+    Some(scan_plain(&b[short..n]).map(|rest| (n, ascii && rest)).map_err(|p| short + p))
+}
+
+/// Whether every byte is printable ASCII, or the offset of the first byte below 0x20 (branch-free
+/// over blocks so it vectorizes).
+fn scan_plain(b: &[u8]) -> Result<bool, usize> {
+    let mut base = 0;
+    for chunk in b.chunks(64) {
+        if chunk.iter().fold(false, |acc, &c| acc | !(0x20..0x7f).contains(&c)) {
+            return first_control(&b[base..]).map_or(Ok(false), |p| Err(base + p));
+        }
+        base += chunk.len();
+    }
+    Ok(true)
 }
 
 /// Offset of the first byte below 0x20, if any (branch-free over blocks so it vectorizes).

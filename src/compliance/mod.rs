@@ -12,6 +12,7 @@
 pub mod audit_log;
 pub mod chain;
 pub mod dumps;
+pub mod float;
 pub mod journal;
 mod keys;
 pub mod lex;
@@ -139,6 +140,7 @@ impl DualHasher {
 }
 
 impl pyjson::Sink for DualHasher {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         self.len += bytes.len() as u64;
         if bytes.len() > 4096 {

@@ -18,11 +18,13 @@
 //! Errors come in document order, as `json.loads` raises them: the first invalid byte, or the
 //! container that opens one level past [`MAX_DEPTH`] (Python's `RecursionError`).
 
-use super::dumps::{float_repr, put_str, Sink};
-use super::keys::{key_at, DupTable, KeyStack, Resolved, Seen};
-use super::lex::{Lexer, Num};
+use super::dumps::{put_str, Sink};
+use super::float::{float_repr_of, repr_prefix, token_repr};
+use super::keys::{key_at, DupTable, KeyRef, KeyStack, Resolved, Seen};
+use super::lex::{Lexer, NumText};
 use super::normalize::{ENTRY_RENAMES, LISTS, ROOT_RENAMES, TYPE_TO_PURPOSE};
 use super::pyjson::{ParseError, PyStr};
+use std::borrow::Cow;
 
 /// The deepest nesting accepted: what CPython 3.13's `json.loads` and `json.dumps` accept when
 /// called from synchronous code on Linux (measured with 3.13.0; vCon Server's chain workers are
@@ -160,14 +162,13 @@ struct Machine<'a, 't, S: Sink> {
     table: &'t DupTable,
     found: DupTable,
     summary: Summary,
-    num: String,
 }
 
 impl<'a, 't, S: Sink> Machine<'a, 't, S> {
     fn new(text: &'a str, mode: Mode, out: S, table: &'t DupTable) -> Self {
         let mute = u32::from(mode == Mode::Scan);
         let summary = Summary { object: false, counts: [0; 4] };
-        Machine { lx: Lexer::new(text), out, mute, mode, stack: Vec::new(), keys: KeyStack::new(), table, found: DupTable::default(), summary, num: String::new() }
+        Machine { lx: Lexer::new(text), out, mute, mode, stack: Vec::new(), keys: KeyStack::new(), table, found: DupTable::default(), summary }
     }
 
     fn finish(self) -> (S, Summary) {
@@ -178,6 +179,39 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
         if self.mute == 0 {
             self.out.put(bytes);
         }
+    }
+
+    /// A string the lexer just read (`plain`: its flag for it).
+    fn put_string(&mut self, s: &PyStr<'_>, plain: bool) {
+        if self.mute != 0 {
+            return;
+        }
+        match s {
+            PyStr::Text(Cow::Borrowed(t)) if plain => {
+                self.out.put(b"\"");
+                self.out.put(t.as_bytes());
+                self.out.put(b"\"");
+            }
+            _ => put_str(&mut self.out, s),
+        }
+    }
+
+    /// A float token the lexer just read, as `repr` spells its double: from the text when that is
+    /// exact (`super::float`), else parsed. Unwritten, it is not parsed (a valid token always is).
+    fn put_float(&mut self, t: &str) -> Result<(), Stop> {
+        if self.mute != 0 {
+            return Ok(());
+        }
+        if let Some(k) = repr_prefix(t) {
+            self.out.put(&t.as_bytes()[..k]);
+            return Ok(());
+        }
+        let repr = match token_repr(t) {
+            Some(r) => r,
+            None => float_repr_of(self.lx.float(t)?),
+        };
+        self.out.put(repr.as_bytes());
+        Ok(())
     }
 
     fn run(&mut self) -> Result<(), Stop> {
@@ -206,9 +240,8 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
             b'{' | b'[' => return self.open(c, slot, muted),
             b'"' => {
                 let s = self.lx.string()?;
-                if self.mute == 0 {
-                    put_str(&mut self.out, &s);
-                }
+                let plain = self.lx.plain;
+                self.put_string(&s, plain);
             }
             b'n' if self.lx.eat("null") => self.put(b"null"),
             b't' if self.lx.eat("true") => self.put(b"true"),
@@ -216,15 +249,9 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
             b'N' if self.lx.eat("NaN") => self.put(b"NaN"),
             b'I' if self.lx.eat("Infinity") => self.put(b"Infinity"),
             b'-' if self.lx.eat("-Infinity") => self.put(b"-Infinity"),
-            b'-' | b'0'..=b'9' => match self.lx.number()? {
-                Num::Int(t) => self.put(t.as_bytes()),
-                Num::Float(f) => {
-                    let mut num = std::mem::take(&mut self.num);
-                    num.clear();
-                    float_repr(f, &mut num);
-                    self.put(num.as_bytes());
-                    self.num = num;
-                }
+            b'-' | b'0'..=b'9' => match self.lx.number_token()? {
+                NumText::Int(t) => self.put(t.as_bytes()),
+                NumText::Float(t) => self.put_float(t)?,
             },
             _ => return Err(self.lx.err("a value").into()),
         }
@@ -352,6 +379,8 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
     fn entry(&mut self) -> Result<(), Stop> {
         let key_at_off = self.lx.i;
         let key = self.lx.string()?;
+        let key_plain = self.lx.plain;
+        let place = KeyRef::new(key_at_off, self.lx.i, &key);
         self.lx.ws();
         if self.lx.peek() != Some(b':') {
             return Err(self.lx.err("':'").into());
@@ -366,11 +395,11 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
         }
         let (slot, tracked) = (o.slot, o.tracked);
         if tracked {
-            if let Seen::Again(pos) = self.keys.insert(text, &key, key_at_off) {
+            if let Seen::Again(pos) = self.keys.insert(text, &key, place) {
                 if mode != Mode::Scan {
                     return Err(Stop::Duplicate);
                 }
-                self.keys.replace(pos, key_at_off);
+                self.keys.replace(pos, place);
                 self.object().dup = true;
             }
         }
@@ -393,9 +422,7 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
         if o.written > 1 {
             self.put(b", ");
         }
-        if self.mute == 0 {
-            put_str(&mut self.out, &key);
-        }
+        self.put_string(&key, key_plain);
         self.put(b": ");
         let child = match slot {
             Slot::Root => LISTS.iter().position(|l| key.is(l)).map_or(Slot::Plain, Slot::List),
@@ -433,7 +460,7 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
     /// whose keys `has_key` sees whole).
     fn later_key(&self, from: usize, key: &str) -> bool {
         let Some(Frame::Object(o)) = self.stack.last() else { unreachable!("an object on top") };
-        o.resolved.is_none() && Lexer { s: self.lx.s, b: self.lx.b, i: from }.later_key(key)
+        o.resolved.is_none() && Lexer { s: self.lx.s, b: self.lx.b, i: from, plain: false }.later_key(key)
     }
 
     /// The text of the object on top has ended at `end`: write its deferred entries, then close.

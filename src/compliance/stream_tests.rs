@@ -74,6 +74,24 @@ fn objects_with_many_keys_find_their_duplicates() {
 }
 
 #[test]
+fn escaped_and_plain_spellings_of_a_key_are_one_key_below_and_past_the_linear_bound() {
+    assert_eq!(same(r#"{"a":1,"\u0061":2,"a":3,"b":4,"\u0062":5}"#), r#"{"a": 3, "b": 5}"#);
+    same(r#"{"\u0061":1,"a":2,"\u0061":3}"#);
+    for n in [15, 16, 17, 40] {
+        let mut text = String::from("{");
+        for i in 0..n {
+            text.push_str(&format!("\"k{i}\":{i},"));
+        }
+        text.push_str(r#""\u006b7":"x","k1\u0030":"y","k3":"z","\u006b3":"w"}"#);
+        same(&text);
+    }
+    // `purpose` spelled with an escape, in a small and in an indexed attachment.
+    same(r#"{"attachments":[{"\u0070urpose":"p","type":"t"},{"type":"t","x":{"\u0070urpose":1}}]}"#);
+    let many: String = (0..20).map(|i| format!("\"f{i}\":0,")).collect();
+    same(&format!(r#"{{"attachments":[{{{many}"purp\u006fse":"p","type":"t"}},{{{many}"type":"t"}}]}}"#));
+}
+
+#[test]
 fn counts_follow_the_winning_values() {
     let (_, s) = dump(r#"{"parties":[1,2],"dialog":[{}],"parties":[1],"attachments":"x"}"#, Vec::new).unwrap();
     assert_eq!(s.counts, [1, 1, 0, 0]);
