@@ -13,7 +13,7 @@ use std::time::Duration;
 const STREAM: &str = "vcon_otel:events";
 const T: Duration = Duration::from_secs(20);
 /// Every span name the bridge gives its own work.
-const BRIDGE_SPANS: &[&str] = &["receive vcon_otel:events", "reclaim vcon_otel:events", "enrich", "snapshot.fetch", "export", "ack vcon_otel:events", "tracer.deliver", "runs.close_idle"];
+const BRIDGE_SPANS: &[&str] = &["receive vcon_otel:events", "reclaim vcon_otel:events", "enrich", "enrich.complete", "snapshot.fetch", "export", "ack vcon_otel:events", "tracer.deliver", "runs.close_idle"];
 /// Set for the vCon export (or a whole deployment); none of them may reach the bridge's own spans.
 const FOREIGN_ENV: &[(&str, &str)] = &[
     ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer vcon-backend"),
@@ -106,6 +106,7 @@ fn bridge_spans_for_a_batch_reach_their_own_receiver_with_the_export_attempts_af
     }
     let enrich = named(&spans, "enrich");
     assert_eq!(sum(&enrich, "messaging.batch.message_count"), 4);
+    assert_eq!(sum(&named(&spans, "enrich.complete"), "messaging.batch.message_count"), 4, "each read's settle and journal round trip");
     let fetches = named(&spans, "snapshot.fetch");
     assert_eq!(sum(&fetches, "db.operation.batch.size"), 4);
     assert!(fetches.iter().all(|f| enrich.iter().any(|e| e.span.span_id == f.span.parent_span_id && e.span.trace_id == f.span.trace_id)), "a snapshot fetch is a child of its enrich span");
