@@ -1,5 +1,4 @@
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,10 +20,15 @@ def _need(var):
 
 class Server:
     def __init__(self):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
+        from secure_redis import start_on_free_ports
+        try:
+            start_on_free_ports(self._start)
+        except RuntimeError as e:
+            pytest.fail(str(e))
+
+    def _start(self):
+        from secure_redis import free_port
+        self.port = free_port()
         self.url = "redis://127.0.0.1:%d" % self.port
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
@@ -35,7 +39,7 @@ class Server:
         for _ in range(200):
             if self.proc.poll() is not None:
                 self.log.seek(0)
-                pytest.fail("redis-server exited (%s): %s" % (self.proc.returncode, self.log.read().decode(errors="replace")[-2000:]))
+                raise RuntimeError("redis-server exited (%s): %s" % (self.proc.returncode, self.log.read().decode(errors="replace")[-2000:]))
             try:
                 self.client.ping()
                 self.client.execute_command("JSON.SET", "_probe", "$", "1")
@@ -43,7 +47,7 @@ class Server:
             except redis.ConnectionError:
                 time.sleep(0.05)
         self.stop()
-        pytest.fail("redis-server did not answer on port %d within 10 s" % self.port)
+        raise RuntimeError("redis-server did not answer on port %d within 10 s" % self.port)
 
     def stop(self):
         self.proc.kill()

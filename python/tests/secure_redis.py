@@ -23,6 +23,18 @@ def free_port():
     return port
 
 
+def start_on_free_ports(start, attempts=5):
+    """Calls `start()` (a server start that picks its ports with free_port and raises RuntimeError
+    with the server's output when it exits) until it works: a free port can be taken by another
+    process before the server binds it, and then it is started again on new ports."""
+    for attempt in range(attempts):
+        try:
+            return start()
+        except RuntimeError as e:
+            if "Address already in use" not in str(e) or attempt == attempts - 1:
+                raise
+
+
 def acl_rules(name):
     """The rules of config/redis-acl/NAME.acl: one per non-comment line, in order."""
     with open(os.path.join(ROOT, "config", "redis-acl", name + ".acl"), encoding="utf-8") as f:
@@ -68,14 +80,7 @@ class SecureServer:
     default user, RedisJSON loaded. `client` is the conserver's own (admin) connection over TLS."""
 
     def __init__(self, server_bin, rejson, certs):
-        # A free port can be taken by another process before redis-server binds it: start again
-        # on new ports when that is why it exited.
-        for attempt in range(5):
-            try:
-                return self._start(server_bin, rejson, certs)
-            except RuntimeError as e:
-                if "Address already in use" not in str(e) or attempt == 4:
-                    raise
+        start_on_free_ports(lambda: self._start(server_bin, rejson, certs))
 
     def _start(self, server_bin, rejson, certs):
         self.certs = certs
