@@ -35,8 +35,9 @@ impl Store {
         Store::Memory(Memory::default())
     }
 
-    /// Writes the entries (one `EXPIRE` per run), then reads the journals of `asks` (trace ID, the
-    /// run's ending `seq`), all in one pipelined round trip; returns those journals in order.
+    /// Writes the entries (one `HSET` and one `EXPIRE` per run), then reads the journals of `asks`
+    /// (trace ID, the run's ending `seq`), all in one pipelined round trip; returns those journals
+    /// in order.
     pub async fn write(&self, entries: &[([u8; 16], u64, JournalEntry)], asks: &[([u8; 16], Option<u64>)]) -> Result<Vec<Option<Journal>>, redis::RedisError> {
         if entries.is_empty() && asks.is_empty() {
             return Ok(Vec::new());
@@ -44,13 +45,14 @@ impl Store {
         match self {
             Store::Redis { conn, ttl } => {
                 let mut pipe = redis::pipe();
-                let mut runs = std::collections::HashSet::new();
+                let mut runs: HashMap<[u8; 16], Vec<(u64, String)>> = HashMap::new();
                 for (t, seq, e) in entries {
-                    pipe.cmd("HSET").arg(journal_key(t)).arg(seq).arg(e.to_json()).ignore();
-                    runs.insert(*t);
+                    runs.entry(*t).or_default().push((*seq, e.to_json()));
                 }
-                for t in runs {
-                    pipe.cmd("EXPIRE").arg(journal_key(&t)).arg(ttl.as_secs().max(1)).ignore();
+                for (t, fields) in &runs {
+                    let k = journal_key(t);
+                    pipe.cmd("HSET").arg(&k).arg(fields).ignore();
+                    pipe.cmd("EXPIRE").arg(&k).arg(ttl.as_secs().max(1)).ignore();
                 }
                 for (t, _) in asks {
                     pipe.cmd("HGETALL").arg(journal_key(t));

@@ -1,21 +1,34 @@
 //! Compliance snapshots: the producer's server-side `COPY` of `vcon:{uuid}` taken at a tracer call,
 //! read back with `JSON.GET` and hashed with vCon Server's `Vcon.hash`.
 //!
-//! Reads are pipelined, [`CHUNK`] keys per round trip with up to [`IN_FLIGHT`] round trips at once
-//! on the multiplexed connection, so at most `CHUNK × IN_FLIGHT` documents are in memory; outputs
-//! keep the order of the inputs. A chunk whose documents add up to more than [`BLOCKING_BYTES`] is
-//! hashed on the blocking pool, so large vCons never stall the async reactor. A snapshot that is
-//! unreadable or not a vCon gives no hash (logged at WARN); one that is gone is marked `missing`
-//! for the step-record fallback ([`super::steps`]).
+//! Reads are pipelined on the multiplexed connection: up to [`CHUNK`] keys per round trip and up
+//! to [`IN_FLIGHT`] round trips at once, so Redis has the next chunks queued while this process
+//! hashes the last one. Memory is bounded in bytes, not documents: chunks are sized and launched
+//! so that the documents in flight stay under [`BYTES_IN_FLIGHT`], estimated from the mean size of
+//! the documents last read (the process's `MEAN`, shared by every consumer; it starts at 1 MiB,
+//! so the first chunks are small). Only a read of documents much larger than the ones before it
+//! can exceed the bound, until its first reply. Outputs keep the order of the inputs. A chunk
+//! whose documents add up to more than [`BLOCKING_BYTES`] is hashed on the blocking pool, so
+//! large vCons never stall the async reactor. A snapshot that is unreadable or not a vCon gives
+//! no hash (logged at WARN); one that is gone is marked `missing` for the step-record fallback
+//! ([`super::steps`]).
 
 use crate::compliance::{self, StepHash};
+use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Keys per pipelined round trip.
+/// Most keys per pipelined round trip.
 pub const CHUNK: usize = 32;
-/// Round trips in flight at once.
-pub const IN_FLIGHT: usize = 4;
+/// Most round trips in flight at once.
+pub const IN_FLIGHT: usize = 16;
+/// The (estimated) document bytes in flight, at most; one round trip is always allowed.
+pub const BYTES_IN_FLIGHT: usize = 16 << 20;
+/// A round trip brings this many document bytes at most (estimated): 4 in flight at the bound.
+const CHUNK_BYTES: usize = BYTES_IN_FLIGHT / 4;
+/// The mean size of the documents last read: the estimate chunks are sized by.
+static MEAN: AtomicUsize = AtomicUsize::new(1 << 20);
 /// A chunk with more document bytes than this is hashed off the reactor.
 pub const BLOCKING_BYTES: usize = 256 * 1024;
 
@@ -36,14 +49,33 @@ pub async fn fetch_and_hash(conn: &ConnectionManager, keys: &[Option<&str>], sha
     if wanted.is_empty() {
         return out;
     }
-    let chunks: Vec<Vec<(usize, String)>> = wanted.chunks(CHUNK).map(<[_]>::to_vec).collect();
-    let mut results = futures::stream::iter(chunks).map(|chunk| fetch_chunk(conn.clone(), chunk, sha512, keep)).buffered(IN_FLIGHT);
-    while let Some(done) = results.next().await {
-        for (i, f) in done {
-            out[i] = f;
+    let (mut next, mut estimated) = (0, 0);
+    let mut flight = FuturesOrdered::new();
+    while next < wanted.len() || !flight.is_empty() {
+        while let Some((n, est)) = next_chunk(MEAN.load(Ordering::Relaxed), wanted.len() - next, estimated, flight.len()) {
+            estimated += est;
+            let fetched = fetch_chunk(conn.clone(), wanted[next..next + n].to_vec(), sha512, keep);
+            next += n;
+            flight.push_back(async move { (est, fetched.await) });
+        }
+        if let Some((est, done)) = flight.next().await {
+            estimated -= est;
+            for (i, f) in done {
+                out[i] = f;
+            }
         }
     }
     out
+}
+
+/// The next round trip, given the mean document size, the keys left, the estimated bytes and the
+/// round trips in flight: `Some((keys, estimated bytes))`, or `None` to wait for a reply first.
+fn next_chunk(mean: usize, left: usize, estimated: usize, in_flight: usize) -> Option<(usize, usize)> {
+    let mean = mean.max(1);
+    let n = (CHUNK_BYTES / mean).clamp(1, CHUNK).min(left);
+    let est = n * mean;
+    let room = in_flight == 0 || (in_flight < IN_FLIGHT && estimated + est <= BYTES_IN_FLIGHT);
+    (n > 0 && room).then_some((n, est))
 }
 
 #[tracing::instrument(name = "snapshot.fetch", level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis", db.operation.name = "JSON.GET", db.operation.batch.size = chunk.len()))]
@@ -60,6 +92,10 @@ async fn fetch_chunk(mut conn: ConnectionManager, chunk: Vec<(usize, String)>, s
         }
     };
     let total: usize = texts.iter().flatten().map(Vec::len).sum();
+    let present = texts.iter().flatten().count();
+    if present > 0 {
+        MEAN.store(total / present, Ordering::Relaxed);
+    }
     let work = move || {
         chunk
             .into_iter()
@@ -88,4 +124,43 @@ fn hash_one(key: &str, text: Option<Vec<u8>>, sha512: bool, keep: bool) -> Fetch
         }
     };
     Fetched { hash, text: keep.then(|| bytes::Bytes::from(text)), missing: false }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Launches round trips for `keys` documents of `size` bytes until one must wait.
+    fn launch(size: usize, keys: usize) -> (Vec<usize>, usize) {
+        let (mut chunks, mut estimated, mut left) = (Vec::new(), 0, keys);
+        while let Some((n, est)) = next_chunk(size, left, estimated, chunks.len()) {
+            chunks.push(n);
+            estimated += est;
+            left -= n;
+        }
+        (chunks, estimated)
+    }
+
+    #[test]
+    fn small_documents_fill_every_round_trip_and_the_round_trips_in_flight() {
+        let (chunks, bytes) = launch(5_000, 10_000);
+        assert_eq!(chunks, vec![CHUNK; IN_FLIGHT]);
+        assert_eq!(bytes, 5_000 * CHUNK * IN_FLIGHT);
+    }
+
+    #[test]
+    fn large_documents_are_bounded_by_bytes_not_by_round_trips() {
+        let (chunks, bytes) = launch(2 << 20, 10_000);
+        assert_eq!(chunks, vec![2; 4], "2 MiB documents: 2 per round trip, 16 MiB in flight");
+        assert!(bytes <= BYTES_IN_FLIGHT);
+        let (chunks, bytes) = launch(100 << 20, 10_000);
+        assert_eq!(chunks, vec![1], "a document larger than the bound goes alone");
+        assert_eq!(bytes, 100 << 20);
+    }
+
+    #[test]
+    fn the_last_round_trip_takes_what_is_left() {
+        assert_eq!(launch(5_000, 40).0, vec![32, 8]);
+        assert_eq!(next_chunk(5_000, 0, 0, 0), None);
+    }
 }
