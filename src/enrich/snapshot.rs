@@ -92,9 +92,8 @@ async fn fetch_chunk(mut conn: ConnectionManager, chunk: Vec<(usize, String)>, s
         }
     };
     let total: usize = texts.iter().flatten().map(Vec::len).sum();
-    let present = texts.iter().flatten().count();
-    if present > 0 {
-        MEAN.store(total / present, Ordering::Relaxed);
+    if let Some(mean) = total.checked_div(texts.iter().flatten().count()) {
+        MEAN.store(mean, Ordering::Relaxed);
     }
     let work = move || {
         chunk
