@@ -220,7 +220,7 @@ async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::
     acker.metrics = Some(metrics.clone());
     tokio::spawn(watch_depth(conn.clone(), s.key.clone(), s.group.clone(), config.snapshot_index.clone(), metrics.clone(), stop.clone()));
     let dead = RedisDeadLetters { conn: conn.clone(), key: s.dead_letter_key.clone(), source: s.key.clone(), metrics: metrics.clone() };
-    let journal = crate::enrich::journal::Store::Redis { conn: conn.clone(), ttl: config.step_record_ttl };
+    let journal = crate::enrich::journal::Store::redis(conn.clone(), config.step_record_ttl);
     Ok(Wiring { sources, tracers, ack: task("ack", acknowledge(acker, ack_rx, stop.clone())), redis: Some(conn), dead: Arc::new(dead), source: "stream", lifecycle, journal })
 }
 

@@ -7,6 +7,10 @@
 //! its last write (the safety net) and is deleted once the run's root is acknowledged
 //! (`stream::done::mark`).
 //!
+//! A run's ending needs its journal back. When every entry of the run up to its ending was
+//! written by this process, the journal comes from [`Local`] (what this process wrote, which is
+//! the entries of the same records Redis holds) and is not read back; otherwise it is read with `HGETALL`.
+//!
 //! The in-process demo has no Redis: [`Store::Memory`] keeps journals in a map and hands a
 //! complete one over once (nothing is re-delivered there).
 //!
@@ -16,17 +20,51 @@
 use crate::compliance::journal::{self, Journal, JournalEntry};
 use crate::stream::done::journal_key;
 use redis::aio::ConnectionManager;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Journals of open runs in the demo, by trace ID.
 type Memory = Arc<Mutex<HashMap<[u8; 16], Journal>>>;
 
+/// Most runs whose written entries [`Local`] keeps.
+pub const LOCAL_RUNS: usize = 8_192;
+
+/// The entries this process wrote, by run, until the run's ending takes them. Bounded: at most
+/// [`LOCAL_RUNS`] runs, the oldest written forgotten first (a forgotten run, or one that another
+/// replica also journaled, is read back from Redis: nothing is lost, only the read is not saved).
+#[derive(Debug, Default)]
+pub struct Local {
+    runs: HashMap<[u8; 16], Journal>,
+    /// Runs in the order of their first write (a taken run's slot ages out with the rest).
+    order: VecDeque<[u8; 16]>,
+}
+
+impl Local {
+    fn add(&mut self, t: [u8; 16], seq: u64, e: &JournalEntry) {
+        let j = self.runs.entry(t).or_insert_with(|| {
+            self.order.push_back(t);
+            Journal::new()
+        });
+        j.insert(seq, e.clone());
+        while self.order.len() > LOCAL_RUNS {
+            if let Some(old) = self.order.pop_front() {
+                self.runs.remove(&old);
+            }
+        }
+    }
+
+    /// The run's journal when it is complete up to `upto`; the run is forgotten either way.
+    fn take(&mut self, t: &[u8; 16], upto: Option<u64>) -> Option<Journal> {
+        let j = self.runs.remove(t)?;
+        upto.is_some_and(|u| journal::complete_up_to(&j, u)).then_some(j)
+    }
+}
+
 /// Where journals live.
 #[derive(Clone)]
 pub enum Store {
-    Redis { conn: ConnectionManager, ttl: Duration },
+    Redis { conn: ConnectionManager, ttl: Duration, local: Arc<Mutex<Local>> },
     Memory(Memory),
 }
 
@@ -35,33 +73,46 @@ impl Store {
         Store::Memory(Memory::default())
     }
 
+    pub fn redis(conn: ConnectionManager, ttl: Duration) -> Store {
+        Store::Redis { conn, ttl, local: Arc::default() }
+    }
+
     /// Writes the entries (one `HSET` and one `EXPIRE` per run), then reads the journals of `asks`
-    /// (trace ID, the run's ending `seq`), all in one pipelined round trip; returns those journals
-    /// in order.
+    /// (trace ID, the run's ending `seq`) that [`Local`] does not have complete, all in one
+    /// pipelined round trip; returns those journals in order.
     pub async fn write(&self, entries: &[([u8; 16], u64, JournalEntry)], asks: &[([u8; 16], Option<u64>)]) -> Result<Vec<Option<Journal>>, redis::RedisError> {
         if entries.is_empty() && asks.is_empty() {
             return Ok(Vec::new());
         }
         match self {
-            Store::Redis { conn, ttl } => {
+            Store::Redis { conn, ttl, local } => {
                 let mut pipe = redis::pipe();
                 let mut runs: HashMap<[u8; 16], Vec<(u64, String)>> = HashMap::new();
-                for (t, seq, e) in entries {
-                    runs.entry(*t).or_default().push((*seq, e.to_json()));
-                }
+                let mut out: Vec<Option<Journal>> = {
+                    let mut l = local.lock().expect("local journals");
+                    for (t, seq, e) in entries {
+                        runs.entry(*t).or_default().push((*seq, e.to_json()));
+                        l.add(*t, *seq, e);
+                    }
+                    asks.iter().map(|(t, upto)| l.take(t, *upto)).collect()
+                };
                 for (t, fields) in &runs {
                     let k = journal_key(t);
                     pipe.cmd("HSET").arg(&k).arg(fields).ignore();
                     pipe.cmd("EXPIRE").arg(&k).arg(ttl.as_secs().max(1)).ignore();
                 }
-                for (t, _) in asks {
-                    pipe.cmd("HGETALL").arg(journal_key(t));
+                let missing: Vec<usize> = (0..asks.len()).filter(|i| out[*i].is_none()).collect();
+                for i in &missing {
+                    pipe.cmd("HGETALL").arg(journal_key(&asks[*i].0));
                 }
-                if asks.is_empty() {
-                    return pipe.query_async::<()>(&mut conn.clone()).await.map(|_| Vec::new());
+                if missing.is_empty() {
+                    return pipe.query_async::<()>(&mut conn.clone()).await.map(|_| out);
                 }
                 let v: Vec<Vec<(String, String)>> = pipe.query_async(&mut conn.clone()).await?;
-                Ok(v.into_iter().map(|f| Some(journal::parse(f))).collect())
+                for (i, f) in missing.into_iter().zip(v) {
+                    out[i] = Some(journal::parse(f));
+                }
+                Ok(out)
             }
             Store::Memory(m) => {
                 {
@@ -107,5 +158,48 @@ impl Store {
                     .collect()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ts_ns: u64) -> JournalEntry {
+        JournalEntry { ts_ns, ..JournalEntry::default() }
+    }
+
+    #[test]
+    fn a_run_written_here_up_to_its_ending_is_taken_once_without_a_read() {
+        let mut l = Local::default();
+        for seq in 0..4 {
+            l.add([1; 16], seq, &entry(seq));
+        }
+        assert_eq!(l.take(&[1; 16], Some(3)).map(|j| j.len()), Some(4));
+        assert!(l.take(&[1; 16], Some(3)).is_none(), "taken: the next ask reads Redis");
+    }
+
+    #[test]
+    fn a_run_with_a_gap_here_is_read_back_and_forgotten() {
+        let mut l = Local::default();
+        l.add([2; 16], 0, &entry(0));
+        l.add([2; 16], 2, &entry(2));
+        assert!(l.take(&[2; 16], Some(2)).is_none(), "seq 1 was journaled elsewhere");
+        assert!(l.runs.is_empty());
+        l.add([3; 16], 0, &entry(0));
+        assert!(l.take(&[3; 16], None).is_none(), "no ending seq: never complete");
+    }
+
+    #[test]
+    fn the_oldest_runs_are_forgotten_past_the_bound() {
+        let mut l = Local::default();
+        for i in 0..LOCAL_RUNS + 10 {
+            let mut t = [0u8; 16];
+            t[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            l.add(t, 0, &entry(0));
+        }
+        assert_eq!(l.runs.len(), LOCAL_RUNS);
+        assert_eq!(l.order.len(), LOCAL_RUNS);
+        assert!(l.take(&[0; 16], Some(0)).is_none(), "the first run was forgotten");
     }
 }
