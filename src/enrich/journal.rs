@@ -8,8 +8,9 @@
 //! (`stream::done::mark`).
 //!
 //! A run's ending needs its journal back. When every entry of the run up to its ending was
-//! written by this process, the journal comes from [`Local`] (what this process wrote, which is
-//! the entries of the same records Redis holds) and is not read back; otherwise it is read with `HGETALL`.
+//! written by this process, the journal comes from [`Local`] (what this process wrote: an entry is
+//! a function of its record and hash, so the same bytes Redis holds) and is not read back;
+//! otherwise it is read with `HGETALL`.
 //!
 //! The in-process demo has no Redis: [`Store::Memory`] keeps journals in a map and hands a
 //! complete one over once (nothing is re-delivered there).
