@@ -88,20 +88,14 @@ impl Store {
         match self {
             Store::Redis { conn, ttl, local } => {
                 let mut pipe = redis::pipe();
-                let mut runs: HashMap<[u8; 16], Vec<(u64, String)>> = HashMap::new();
+                super::steps::write_per_run(&mut pipe, entries.iter().map(|(t, seq, e)| (*t, *seq, e.to_json())), journal_key, *ttl);
                 let mut out: Vec<Option<Journal>> = {
                     let mut l = local.lock().expect("local journals");
                     for (t, seq, e) in entries {
-                        runs.entry(*t).or_default().push((*seq, e.to_json()));
                         l.add(*t, *seq, e);
                     }
                     asks.iter().map(|(t, upto)| l.take(t, *upto)).collect()
                 };
-                for (t, fields) in &runs {
-                    let k = journal_key(t);
-                    pipe.cmd("HSET").arg(&k).arg(fields).ignore();
-                    pipe.cmd("EXPIRE").arg(&k).arg(ttl.as_secs().max(1)).ignore();
-                }
                 let missing: Vec<usize> = (0..asks.len()).filter(|i| out[*i].is_none()).collect();
                 for i in &missing {
                     pipe.cmd("HGETALL").arg(journal_key(&asks[*i].0));

@@ -130,24 +130,11 @@ pub async fn settle(conn: &ConnectionManager, lc: &Lifecycle, done: &[Settled], 
     if done.is_empty() {
         return Ok(0);
     }
-    let ttl = lc.ttl.as_secs().max(1);
     let mut pipe = redis::pipe();
     pipe.atomic();
-    // One HSET and one EXPIRE per step record, one DEL and one ZREM for all the snapshots: the
-    // same writes as a command per step, for a fraction of Redis's per-command work.
-    let mut records: HashMap<[u8; 16], Vec<(u64, String)>> = HashMap::new();
-    for s in done {
-        records.entry(s.step.0).or_default().push((s.step.1, s.hash.encode()));
-    }
-    for (trace, fields) in &records {
-        let k = key(trace);
-        pipe.cmd("HSET").arg(&k).arg(fields).ignore();
-        pipe.cmd("EXPIRE").arg(&k).arg(ttl).ignore();
-    }
+    write_per_run(&mut pipe, done.iter().map(|s| (s.step.0, s.step.1, s.hash.encode())), key, lc.ttl);
     if lc.content_users == 0 {
-        let snapshots: Vec<&str> = done.iter().map(|s| s.snapshot.as_str()).collect();
-        pipe.cmd("DEL").arg(&snapshots).ignore();
-        pipe.cmd("ZREM").arg(&lc.index_key).arg(&snapshots).ignore();
+        delete(&mut pipe, lc, &done.iter().map(|s| s.snapshot.as_str()).collect::<Vec<_>>());
     } else if content_user {
         for s in done {
             pipe.cmd("HINCRBY").arg(key(&s.step.0)).arg(format!("{}:used", s.step.1)).arg(1);
@@ -165,10 +152,31 @@ pub async fn settle(conn: &ConnectionManager, lc: &Lifecycle, done: &[Settled], 
     }
     let mut del = redis::pipe();
     del.atomic();
-    del.cmd("DEL").arg(&last).ignore();
-    del.cmd("ZREM").arg(&lc.index_key).arg(&last).ignore();
+    delete(&mut del, lc, &last);
     del.query_async::<()>(&mut c).await?;
     Ok(last.len())
+}
+
+/// Adds one `HSET` of every field and one `EXPIRE` per run's hash (`key` of the trace ID) for
+/// `fields` (trace ID, `seq`, value): the step records and the run journals are written so, in a
+/// fraction of Redis's per-command work of a command per step.
+pub(super) fn write_per_run(pipe: &mut redis::Pipeline, fields: impl IntoIterator<Item = ([u8; 16], u64, String)>, key: fn(&[u8; 16]) -> String, ttl: Duration) {
+    let mut runs: HashMap<[u8; 16], Vec<(u64, String)>> = HashMap::new();
+    for (trace, seq, value) in fields {
+        runs.entry(trace).or_default().push((seq, value));
+    }
+    for (trace, fields) in &runs {
+        let k = key(trace);
+        pipe.cmd("HSET").arg(&k).arg(fields).ignore();
+        pipe.cmd("EXPIRE").arg(&k).arg(ttl.as_secs().max(1)).ignore();
+    }
+}
+
+/// Adds the deletion of these snapshots and their removal from the producer's budget index (one
+/// `DEL`, one `ZREM`).
+fn delete(pipe: &mut redis::Pipeline, lc: &Lifecycle, snapshots: &[&str]) {
+    pipe.cmd("DEL").arg(snapshots).ignore();
+    pipe.cmd("ZREM").arg(&lc.index_key).arg(snapshots).ignore();
 }
 
 #[cfg(test)]
