@@ -2,14 +2,17 @@
 //! read back with `JSON.GET` and hashed with vCon Server's `Vcon.hash`.
 //!
 //! Reads are pipelined on the multiplexed connection: up to [`CHUNK`] keys per round trip and up
-//! to [`IN_FLIGHT`] round trips at once, so Redis has the next chunks queued while this process
-//! hashes the last one. Memory is bounded in bytes, not documents: chunks are sized and launched
-//! so that the documents in flight stay under [`BYTES_IN_FLIGHT`], estimated from the mean size of
-//! the documents last read (the process's `MEAN`, shared by every consumer; it starts at 1 MiB,
-//! so the first chunks are small). Only a read of documents much larger than the ones before it
-//! can exceed the bound, until its first reply. Outputs keep the order of the inputs. A chunk
-//! whose documents add up to more than [`BLOCKING_BYTES`] is hashed on the blocking pool, so
-//! large vCons never stall the async reactor. A snapshot that is unreadable or not a vCon gives
+//! to [`IN_FLIGHT`] round trips at once. A chunk whose documents add up to at most
+//! [`BLOCKING_BYTES`] is hashed as its reply is polled. A larger one is hashed on the blocking
+//! pool (large vCons never stall the async reactor), one chunk at a time in launch order, and its
+//! round trip is replaced as soon as its reply arrives, so Redis has the next chunks queued while
+//! this process hashes (when a large chunk's hash held its round trip's slot, 100 KB drains were
+//! 1.14-1.21x slower: `docs/benchmarks.md`). Memory is bounded in bytes, not documents: chunks are
+//! sized and launched so that the documents launched and not yet hashed stay under
+//! [`BYTES_IN_FLIGHT`], estimated from the mean size of the documents last read (the process's
+//! `MEAN`, shared by every consumer; it starts at 1 MiB, so the first chunks are small). Only a
+//! read of documents much larger than the ones before it can exceed the bound, until its first
+//! reply. Outputs keep the order of the inputs. A snapshot that is unreadable or not a vCon gives
 //! no hash (logged at WARN); one that is gone is marked `missing` for the step-record fallback
 //! ([`super::steps`]).
 
@@ -17,6 +20,7 @@ use crate::compliance::{self, StepHash};
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Most keys per pipelined round trip.
@@ -43,43 +47,93 @@ pub struct Fetched {
 }
 
 /// Fetches and hashes the snapshot of each `Some` key; `None` keys give `Fetched::default()`.
+///
+/// Round trips are launched whenever the bounds allow. A small chunk is hashed as its reply is
+/// polled; a large one is handed to the blocking pool, one chunk at a time in launch order, and
+/// its round trip is replaced as soon as its reply arrives, not when its hash is done, so Redis
+/// has the next chunks queued while this process hashes.
 pub async fn fetch_and_hash(conn: &ConnectionManager, keys: &[Option<&str>], sha512: bool, keep: bool) -> Vec<Fetched> {
     let wanted: Vec<(usize, String)> = keys.iter().enumerate().filter_map(|(i, k)| k.map(|k| (i, k.to_string()))).collect();
     let mut out = vec![Fetched::default(); keys.len()];
-    if wanted.is_empty() {
-        return out;
-    }
-    let (mut next, mut estimated) = (0, 0);
+    let mut next = 0;
+    // Launched and not yet hashed: estimated bytes and chunks (in flight, waiting, being hashed).
+    let (mut held, mut held_chunks) = (0, 0);
     let mut flight = FuturesOrdered::new();
-    while next < wanted.len() || !flight.is_empty() {
-        while let Some((n, est)) = next_chunk(MEAN.load(Ordering::Relaxed), wanted.len() - next, estimated, flight.len()) {
-            estimated += est;
-            let fetched = fetch_chunk(conn.clone(), wanted[next..next + n].to_vec(), sha512, keep);
+    let mut waiting: VecDeque<Reply> = VecDeque::new();
+    let mut hashing: Option<tokio::task::JoinHandle<Hashed>> = None;
+    let store = |h: Hashed, out: &mut Vec<Fetched>| {
+        h.done.into_iter().for_each(|(i, f)| out[i] = f);
+        h.est
+    };
+    loop {
+        while let Some((n, est)) = next_chunk(MEAN.load(Ordering::Relaxed), wanted.len() - next, held, held_chunks, flight.len()) {
+            (held, held_chunks) = (held + est, held_chunks + 1);
+            flight.push_back(fetch_chunk(conn.clone(), wanted[next..next + n].to_vec(), est, sha512, keep));
             next += n;
-            flight.push_back(async move { (est, fetched.await) });
         }
-        if let Some((est, done)) = flight.next().await {
-            estimated -= est;
-            for (i, f) in done {
-                out[i] = f;
+        if hashing.is_none() {
+            if let Some(reply) = waiting.pop_front() {
+                hashing = Some(tokio::task::spawn_blocking(move || reply.hash(sha512, keep)));
             }
         }
+        if flight.is_empty() && hashing.is_none() {
+            return out;
+        }
+        let est = tokio::select! {
+            Some(reply) = flight.next(), if !flight.is_empty() => match reply {
+                Reply::Hashed(h) => store(h, &mut out),
+                texts => {
+                    waiting.push_back(texts);
+                    continue;
+                }
+            },
+            done = async { hashing.as_mut().expect("guarded").await }, if hashing.is_some() => {
+                hashing = None;
+                store(done.expect("hashing does not panic"), &mut out)
+            }
+        };
+        (held, held_chunks) = (held - est, held_chunks - 1);
     }
-    out
 }
 
-/// The next round trip, given the mean document size, the keys left, the estimated bytes and the
-/// round trips in flight: `Some((keys, estimated bytes))`, or `None` to wait for a reply first.
-fn next_chunk(mean: usize, left: usize, estimated: usize, in_flight: usize) -> Option<(usize, usize)> {
+/// The next round trip, given the mean document size, the keys left, the estimated bytes and
+/// chunks launched and not yet hashed, and the round trips in flight: `Some((keys, estimated
+/// bytes))`, or `None` to wait for a reply or a hash first. One chunk is always allowed when
+/// nothing is held.
+fn next_chunk(mean: usize, left: usize, held: usize, held_chunks: usize, in_flight: usize) -> Option<(usize, usize)> {
     let mean = mean.max(1);
     let n = (CHUNK_BYTES / mean).clamp(1, CHUNK).min(left);
     let est = n * mean;
-    let room = in_flight == 0 || (in_flight < IN_FLIGHT && estimated + est <= BYTES_IN_FLIGHT);
+    let room = held_chunks == 0 || (in_flight < IN_FLIGHT && held + est <= BYTES_IN_FLIGHT);
     (n > 0 && room).then_some((n, est))
 }
 
+/// A chunk's hashes, with their input indexes, and the estimate it was launched with.
+struct Hashed {
+    done: Vec<(usize, Fetched)>,
+    est: usize,
+}
+
+/// One round trip's reply: hashed already, or documents for the blocking pool.
+enum Reply {
+    Hashed(Hashed),
+    Texts { chunk: Vec<(usize, String)>, texts: Vec<Option<Vec<u8>>>, est: usize },
+}
+
+impl Reply {
+    fn hash(self, sha512: bool, keep: bool) -> Hashed {
+        match self {
+            Reply::Hashed(h) => h,
+            Reply::Texts { chunk, texts, est } => {
+                let done = chunk.into_iter().zip(texts).map(|((i, key), text)| (i, hash_one(&key, text, sha512, keep))).collect();
+                Hashed { done, est }
+            }
+        }
+    }
+}
+
 #[tracing::instrument(name = "snapshot.fetch", level = "debug", skip_all, fields(otel.kind = "client", db.system.name = "redis", db.operation.name = "JSON.GET", db.operation.batch.size = chunk.len()))]
-async fn fetch_chunk(mut conn: ConnectionManager, chunk: Vec<(usize, String)>, sha512: bool, keep: bool) -> Vec<(usize, Fetched)> {
+async fn fetch_chunk(mut conn: ConnectionManager, chunk: Vec<(usize, String)>, est: usize, sha512: bool, keep: bool) -> Reply {
     let mut pipe = redis::pipe();
     for (_, k) in &chunk {
         pipe.cmd("JSON.GET").arg(k);
@@ -88,24 +142,19 @@ async fn fetch_chunk(mut conn: ConnectionManager, chunk: Vec<(usize, String)>, s
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, snapshots = chunk.len(), "cannot read compliance snapshots; no hash on these spans");
-            return chunk.into_iter().map(|(i, _)| (i, Fetched::default())).collect();
+            // No text and not `missing`: these steps get no hash.
+            return Reply::Hashed(Hashed { done: Vec::new(), est });
         }
     };
-    let total: usize = texts.iter().flatten().map(Vec::len).sum();
-    if let Some(mean) = total.checked_div(texts.iter().flatten().count()) {
+    let bytes: usize = texts.iter().flatten().map(Vec::len).sum();
+    if let Some(mean) = bytes.checked_div(texts.iter().flatten().count()) {
         MEAN.store(mean, Ordering::Relaxed);
     }
-    let work = move || {
-        chunk
-            .into_iter()
-            .zip(texts)
-            .map(|((i, key), text)| (i, hash_one(&key, text, sha512, keep)))
-            .collect::<Vec<_>>()
-    };
-    if total > BLOCKING_BYTES {
-        tokio::task::spawn_blocking(work).await.expect("hashing does not panic")
+    let reply = Reply::Texts { chunk, texts, est };
+    if bytes > BLOCKING_BYTES {
+        reply
     } else {
-        work()
+        Reply::Hashed(reply.hash(sha512, keep))
     }
 }
 
@@ -132,7 +181,7 @@ mod tests {
     /// Launches round trips for `keys` documents of `size` bytes until one must wait.
     fn launch(size: usize, keys: usize) -> (Vec<usize>, usize) {
         let (mut chunks, mut estimated, mut left) = (Vec::new(), 0, keys);
-        while let Some((n, est)) = next_chunk(size, left, estimated, chunks.len()) {
+        while let Some((n, est)) = next_chunk(size, left, estimated, chunks.len(), chunks.len()) {
             chunks.push(n);
             estimated += est;
             left -= n;
@@ -158,8 +207,16 @@ mod tests {
     }
 
     #[test]
+    fn replies_waiting_for_the_hasher_count_against_the_bound() {
+        // Nothing in flight at Redis, but 16 MiB of replies not yet hashed: wait.
+        assert_eq!(next_chunk(2 << 20, 100, BYTES_IN_FLIGHT, 8, 0), None);
+        // Nothing held at all: one round trip, however large.
+        assert_eq!(next_chunk(100 << 20, 100, 0, 0, 0), Some((1, 100 << 20)));
+    }
+
+    #[test]
     fn the_last_round_trip_takes_what_is_left() {
         assert_eq!(launch(5_000, 40).0, vec![32, 8]);
-        assert_eq!(next_chunk(5_000, 0, 0, 0), None);
+        assert_eq!(next_chunk(5_000, 0, 0, 0, 0), None);
     }
 }

@@ -18,4 +18,5 @@ mod redis_tls;
 mod replicas;
 mod tracer_failures;
 mod self_telemetry;
+mod snapshots;
 mod tracers;
