@@ -97,15 +97,12 @@ impl Store {
                     asks.iter().map(|(t, upto)| l.take(t, *upto)).collect()
                 };
                 let missing: Vec<usize> = (0..asks.len()).filter(|i| out[*i].is_none()).collect();
-                for i in &missing {
-                    pipe.cmd("HGETALL").arg(journal_key(&asks[*i].0));
-                }
                 if missing.is_empty() {
                     return pipe.query_async::<()>(&mut conn.clone()).await.map(|_| out);
                 }
-                let v: Vec<Vec<(String, String)>> = pipe.query_async(&mut conn.clone()).await?;
-                for (i, f) in missing.into_iter().zip(v) {
-                    out[i] = Some(journal::parse(f));
+                let read = read_back(&mut pipe, missing.iter().map(|i| &asks[*i].0), conn).await?;
+                for (i, j) in missing.into_iter().zip(read) {
+                    out[i] = Some(j);
                 }
                 Ok(out)
             }
@@ -130,12 +127,8 @@ impl Store {
         }
         match self {
             Store::Redis { conn, .. } => {
-                let mut pipe = redis::pipe();
-                for (t, _) in traces {
-                    pipe.cmd("HGETALL").arg(journal_key(t));
-                }
-                match pipe.query_async::<Vec<Vec<(String, String)>>>(&mut conn.clone()).await {
-                    Ok(v) => v.into_iter().map(|f| Some(journal::parse(f))).collect(),
+                match read_back(&mut redis::pipe(), traces.iter().map(|(t, _)| t), conn).await {
+                    Ok(v) => v.into_iter().map(Some).collect(),
                     Err(e) => {
                         tracing::warn!(error = %e, runs = traces.len(), "cannot read run journals; these runs' chains are unknown");
                         vec![None; traces.len()]
@@ -154,6 +147,16 @@ impl Store {
             }
         }
     }
+}
+
+/// Sends `pipe` (whatever it holds already, with no replies wanted) followed by one `HGETALL` per
+/// run, in one round trip; returns those journals in order. Both reads of journals go through it.
+async fn read_back<'a>(pipe: &mut redis::Pipeline, traces: impl Iterator<Item = &'a [u8; 16]>, conn: &ConnectionManager) -> Result<Vec<Journal>, redis::RedisError> {
+    for t in traces {
+        pipe.cmd("HGETALL").arg(journal_key(t));
+    }
+    let v: Vec<Vec<(String, String)>> = pipe.query_async(&mut conn.clone()).await?;
+    Ok(v.into_iter().map(journal::parse).collect())
 }
 
 #[cfg(test)]
