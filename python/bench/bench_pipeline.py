@@ -9,7 +9,10 @@ For each vCon size (5 KB, 100 KB, 2 MB of stored JSON, `vcons.py`):
    differ from the defaults for the fill only, because no bridge runs during it and the drains
    come later from a saved copy: `snapshot_budget: 0` (no cap on live copies; by default a call
    past 10,000 live copies takes none) and `snapshot_ttl` of a day. Each stream (with its
-   snapshots and the stored vCons) is saved to its own RDB file (`SAVE`).
+   snapshots and the stored vCons) is saved to its own RDB file (`SAVE`). Redis's own time per
+   producer call over the fill is printed (`INFO commandstats`: the snapshot's `COPY` inside the
+   script, and the whole script), since in production that work runs on the same Redis as the
+   drain's.
 2. **Drain**, RUNS repetitions, interleaved within each repetition. Before every drain Redis is
    restarted from a fresh copy of that stream's RDB file: a drain deletes each snapshot once hashed,
    journals each run and leaves completion markers, so every drain must start from the filled state.
@@ -205,6 +208,7 @@ class Bench:
         if snapshot == "none":
             opts["snapshot"] = "none"
         before = vtracer.stats()
+        self.r.config_resetstat()
         t0 = time.perf_counter()
         for run in range(records // 4):
             u = pool[run % len(pool)]
@@ -215,7 +219,9 @@ class Bench:
         sent = after["sent"] - before["sent"]
         if sent != records // 4 * 4 or after["failed"] != before["failed"]:
             raise RuntimeError("producer sent %d of %d records (stats %s)" % (sent, records, after))
-        return elapsed
+        # Redis's own time per call in the producer's commands (its COPY is the snapshot).
+        costs = {c: us for c, us, _ in command_usec(self.r, sent)}
+        return elapsed, costs
 
     # ---- drains -----------------------------------------------------------------------------
 
@@ -289,14 +295,16 @@ class Bench:
         # Without snapshots the records do not depend on the vCon's size: drain at least
         # --none-records of them, so the drain is long enough to time at every size.
         counts = {"copy": records, "none": max(records, self.a.none_records // 4 * 4)}
-        fill, rdb, mem = {}, {}, {}
+        fill, rdb, mem, costs = {}, {}, {}, {}
         for m in ("copy", "none"):
             self.start_redis(base)
-            fill[m] = self.fill("bench:%s:%s" % (key, m), pool, counts[m], m)
+            fill[m], costs[m] = self.fill("bench:%s:%s" % (key, m), pool, counts[m], m)
             mem[m] = self.r.info("memory")["used_memory"] / 2**20
             rdb[m] = self.save("%s-%s" % (key, m))
         print("%s: stored vCon %d B, %d / %d records (copy / none); filled in %.1f s (copy) / %.1f s (none); Redis holds %.0f / %.0f MB"
               % (label, stored, records, counts["none"], fill["copy"], fill["none"], mem["copy"], mem["none"]), file=sys.stderr)
+        print("  producer's Redis time per call, default: COPY %.1f us, whole script %.1f us; without snapshots: whole script %.1f us"
+              % (costs["copy"].get("copy", 0.0), costs["copy"].get("evalsha", 0.0), costs["none"].get("evalsha", 0.0)), file=sys.stderr)
         rows = []
         for i in range(runs):
             copy = self.drain_bridge(rdb["copy"], "bench:%s:copy" % key, records, records // 4 * 3)
