@@ -224,7 +224,7 @@ fn journaled_run() -> (Vec<Enriched>, Journal) {
         v["seq"] = json!(seq);
         let h = StepHash { sha256_hex: format!("{:064x}", seq), sha512_token: None, counts: None };
         let e = en(v, &format!("e{seq}"), Some(h));
-        j.insert(seq, crate::compliance::journal::JournalEntry::of(&e.record, e.entry.payload.as_deref().unwrap(), e.hash.as_ref(), Some("main")));
+        j.insert(seq, crate::compliance::journal::JournalEntry::of(&e.record, e.entry.payload.as_deref().unwrap(), e.hash.as_ref(), e.unknown.as_deref(), Some("main")));
         entries.push(e);
     }
     (entries, j)
@@ -297,10 +297,7 @@ fn a_skipped_opening_snapshot_makes_the_root_say_why_the_entering_hash_is_unknow
     let (mut entries, mut j) = journaled_run();
     entries[0].hash = None;
     entries[0].unknown = Some("budget".into());
-    j.insert(0, crate::compliance::journal::JournalEntry {
-        unknown: Some("budget".into()),
-        ..crate::compliance::journal::JournalEntry::of(&entries[0].record, entries[0].entry.payload.as_deref().unwrap(), None, Some("main"))
-    });
+    j.insert(0, crate::compliance::journal::JournalEntry::of(&entries[0].record, entries[0].entry.payload.as_deref().unwrap(), None, Some("budget"), Some("main")));
     let t0 = Instant::now();
     let last = entries.last().cloned().unwrap();
     let (mut local, mut replayed) = (audited(), audited());

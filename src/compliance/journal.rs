@@ -60,14 +60,15 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
-    /// The entry of a record; `payload` is the record's bytes (kept only for held records).
-    pub fn of(r: &Record, payload: &[u8], hash: Option<&StepHash>, chain: Option<&str>) -> JournalEntry {
+    /// The entry of a record, with what enrich learnt of its step: its hash, or why it has none
+    /// (`unknown`); `payload` is the record's bytes (kept only for held records).
+    pub fn of(r: &Record, payload: &[u8], hash: Option<&StepHash>, unknown: Option<&str>, chain: Option<&str>) -> JournalEntry {
         let held = r.is_held();
         JournalEntry {
             ts_ns: r.ts_ns,
             run_start_ns: r.run_start_ns,
             hash: hash.map(StepHash::encode),
-            unknown: None,
+            unknown: unknown.map(str::to_string),
             step: step_of(r),
             final_uuid: (r.event == EventKind::TracerCall && r.link_index.unwrap_or(-1) >= 0).then(|| r.in_vcon_uuid.clone()).flatten(),
             record: held.then(|| String::from_utf8_lossy(payload).into_owned()),
@@ -200,7 +201,7 @@ mod tests {
     }
 
     fn journal(records: &[(Record, Option<StepHash>)]) -> Journal {
-        let fields = records.iter().map(|(r, h)| (r.seq.unwrap().to_string(), JournalEntry::of(r, b"{}", h.as_ref(), None).to_json())).collect();
+        let fields = records.iter().map(|(r, h)| (r.seq.unwrap().to_string(), JournalEntry::of(r, b"{}", h.as_ref(), None, None).to_json())).collect();
         parse(fields)
     }
 
@@ -253,11 +254,11 @@ mod tests {
     fn an_entry_is_the_same_bytes_whoever_writes_it_and_keeps_held_records_only() {
         let run = three_step_run();
         let (r, h) = &run[0];
-        let a = JournalEntry::of(r, b"{\"x\":1}", h.as_ref(), Some("main")).to_json();
-        assert_eq!(a, JournalEntry::of(r, b"{\"x\":1}", h.as_ref(), Some("main")).to_json());
+        let a = JournalEntry::of(r, b"{\"x\":1}", h.as_ref(), None, Some("main")).to_json();
+        assert_eq!(a, JournalEntry::of(r, b"{\"x\":1}", h.as_ref(), None, Some("main")).to_json());
         let back = JournalEntry::from_json(&a).unwrap();
         assert_eq!((back.record.as_deref(), back.chain.as_deref(), back.step_hash()), (Some("{\"x\":1}"), Some("main"), h.clone()));
-        let link = JournalEntry::of(&run[1].0, b"{}", None, Some("main"));
+        let link = JournalEntry::of(&run[1].0, b"{}", None, None, Some("main"));
         assert_eq!((link.record, link.chain, link.final_uuid.as_deref()), (None, None, Some("u1")));
         assert_eq!(JournalEntry::from_json("not json"), None);
     }

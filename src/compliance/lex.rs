@@ -31,14 +31,11 @@ pub struct Lexer<'a> {
     pub s: &'a str,
     pub b: &'a [u8],
     pub i: usize,
-    /// The last string [`Lexer::string`] read is printable ASCII (U+0020 to U+007E) without `"`
-    /// or `\\`: `json.dumps` writes it as it stands.
-    pub plain: bool,
 }
 
 impl<'a> Lexer<'a> {
     pub fn new(s: &'a str) -> Self {
-        Lexer { s, b: s.as_bytes(), i: 0, plain: false }
+        Lexer { s, b: s.as_bytes(), i: 0 }
     }
 
     /// An error at the cursor, with its line and column (computed only now).
@@ -72,18 +69,23 @@ impl<'a> Lexer<'a> {
 
     /// A string; the cursor is on its opening quote.
     pub fn string(&mut self) -> Result<PyStr<'a>, ParseError> {
+        self.string_plain().map(|(s, _)| s)
+    }
+
+    /// A string, and whether it is plain: printable ASCII (U+0020 to U+007E) without `"` or `\\`,
+    /// which `json.dumps` writes as it stands. The cursor is on its opening quote.
+    pub fn string_plain(&mut self) -> Result<(PyStr<'a>, bool), ParseError> {
         self.i += 1;
         let start = self.i;
         // Fast path: no escape before the closing quote (a short string byte by byte, a long one
         // by a SIMD search, then one vectorized check).
         match plain_run(&self.b[self.i..]) {
             Some(Ok((n, ascii))) => {
-                self.plain = ascii;
                 self.i += n;
                 if self.b[self.i] == b'"' {
                     let s = &self.s[start..self.i];
                     self.i += 1;
-                    return Ok(PyStr::Text(Cow::Borrowed(s)));
+                    return Ok((PyStr::Text(Cow::Borrowed(s)), ascii));
                 }
             }
             Some(Err(bad)) => {
@@ -95,7 +97,6 @@ impl<'a> Lexer<'a> {
                 return Err(self.err("'\"' closing the string"));
             }
         }
-        self.plain = false;
         let mut units: Vec<u16> = self.s[start..self.i].encode_utf16().collect();
         loop {
             let Some(c) = self.peek() else { return Err(self.err("'\"' closing the string")) };
@@ -115,10 +116,13 @@ impl<'a> Lexer<'a> {
                 }
             }
         }
-        Ok(match String::from_utf16(&units) {
-            Ok(s) => PyStr::Text(Cow::Owned(s)),
-            Err(_) => PyStr::Units(units),
-        })
+        Ok((
+            match String::from_utf16(&units) {
+                Ok(s) => PyStr::Text(Cow::Owned(s)),
+                Err(_) => PyStr::Units(units),
+            },
+            false,
+        ))
     }
 
     fn escape(&mut self) -> Result<u16, ParseError> {

@@ -183,7 +183,7 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
         }
     }
 
-    /// A string the lexer just read (`plain`: its flag for it).
+    /// A string the lexer just read (`plain`: as [`Lexer::string_plain`] found it).
     fn put_string(&mut self, s: &PyStr<'_>, plain: bool) {
         if self.mute != 0 {
             return;
@@ -241,8 +241,7 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
         match c {
             b'{' | b'[' => return self.open(c, slot, muted),
             b'"' => {
-                let s = self.lx.string()?;
-                let plain = self.lx.plain;
+                let (s, plain) = self.lx.string_plain()?;
                 self.put_string(&s, plain);
             }
             b'n' if self.lx.eat("null") => self.put(b"null"),
@@ -380,8 +379,7 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
     /// An entry whose key's opening quote is at the cursor.
     fn entry(&mut self) -> Result<(), Stop> {
         let key_at_off = self.lx.i;
-        let key = self.lx.string()?;
-        let key_plain = self.lx.plain;
+        let (key, key_plain) = self.lx.string_plain()?;
         let place = KeyRef::new(key_at_off, self.lx.i, &key);
         self.lx.ws();
         if self.lx.peek() != Some(b':') {

@@ -169,7 +169,7 @@ impl Enricher {
             let entry = take(i);
             if let (Some(seq), Some(_)) = (record.seq, &self.journal) {
                 let payload = entry.payload.as_deref().unwrap_or_default();
-                let je = JournalEntry { unknown: h.unknown.clone(), ..JournalEntry::of(&record, payload, h.hash.as_ref(), chain.as_deref()) };
+                let je = JournalEntry::of(&record, payload, h.hash.as_ref(), h.unknown.as_deref(), chain.as_deref());
                 journaled.push((crate::ids::trace_id(&record.vcon_uuid, &record.run), seq, je));
             }
             if record.ends_run() && record.seq.is_some() && self.journal.is_some() {

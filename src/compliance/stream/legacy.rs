@@ -38,7 +38,7 @@ impl<S: Sink> Machine<'_, '_, S> {
     /// whose keys `has_key` sees whole).
     pub(super) fn later_key(&self, from: usize, key: &str) -> bool {
         let Some(Frame::Object(o)) = self.stack.last() else { unreachable!("an object on top") };
-        o.resolved.is_none() && Lexer { s: self.lx.s, b: self.lx.b, i: from, plain: false }.later_key(key)
+        o.resolved.is_none() && Lexer { s: self.lx.s, b: self.lx.b, i: from }.later_key(key)
     }
 
     /// The text of the object on top has ended at `end`: write its deferred entries, then close.
