@@ -6,8 +6,8 @@
 //! [`BLOCKING_BYTES`] is hashed as its reply is polled. A larger one is hashed on the blocking
 //! pool (large vCons never stall the async reactor), one chunk at a time in launch order, and its
 //! round trip is replaced as soon as its reply arrives, so Redis has the next chunks queued while
-//! this process hashes (when a large chunk's hash held its round trip's slot, 100 KB drains were
-//! 1.14-1.21x slower: `docs/benchmarks.md`). Memory is bounded in bytes, not documents: chunks are
+//! this process hashes (100 KB drains were 1.14-1.21x faster than when a large chunk's hash
+//! held its round trip's slot: `docs/benchmarks.md`). Memory is bounded in bytes, not documents: chunks are
 //! sized and launched so that the documents launched and not yet hashed stay under
 //! [`BYTES_IN_FLIGHT`], estimated from the mean size of the documents last read (the process's
 //! `MEAN`, shared by every consumer; it starts at 1 MiB, so the first chunks are small). Only a
@@ -56,24 +56,26 @@ pub async fn fetch_and_hash(conn: &ConnectionManager, keys: &[Option<&str>], sha
     let wanted: Vec<(usize, String)> = keys.iter().enumerate().filter_map(|(i, k)| k.map(|k| (i, k.to_string()))).collect();
     let mut out = vec![Fetched::default(); keys.len()];
     let mut next = 0;
-    // Launched and not yet hashed: estimated bytes and chunks (in flight, waiting, being hashed).
-    let (mut held, mut held_chunks) = (0, 0);
+    // Estimated bytes launched and not yet hashed (in flight, waiting, being hashed).
+    let mut held = 0;
     let mut flight = FuturesOrdered::new();
-    let mut waiting: VecDeque<Reply> = VecDeque::new();
+    let mut waiting: VecDeque<Texts> = VecDeque::new();
     let mut hashing: Option<tokio::task::JoinHandle<Hashed>> = None;
     let store = |h: Hashed, out: &mut Vec<Fetched>| {
         h.done.into_iter().for_each(|(i, f)| out[i] = f);
         h.est
     };
     loop {
-        while let Some((n, est)) = next_chunk(MEAN.load(Ordering::Relaxed), wanted.len() - next, held, held_chunks, flight.len()) {
-            (held, held_chunks) = (held + est, held_chunks + 1);
+        loop {
+            let held_chunks = flight.len() + waiting.len() + usize::from(hashing.is_some());
+            let Some((n, est)) = next_chunk(MEAN.load(Ordering::Relaxed), wanted.len() - next, held, held_chunks, flight.len()) else { break };
+            held += est;
             flight.push_back(fetch_chunk(conn.clone(), wanted[next..next + n].to_vec(), est, sha512, keep));
             next += n;
         }
         if hashing.is_none() {
-            if let Some(reply) = waiting.pop_front() {
-                hashing = Some(tokio::task::spawn_blocking(move || reply.hash(sha512, keep)));
+            if let Some(texts) = waiting.pop_front() {
+                hashing = Some(tokio::task::spawn_blocking(move || texts.hash(sha512, keep)));
             }
         }
         if flight.is_empty() && hashing.is_none() {
@@ -82,8 +84,8 @@ pub async fn fetch_and_hash(conn: &ConnectionManager, keys: &[Option<&str>], sha
         let est = tokio::select! {
             Some(reply) = flight.next(), if !flight.is_empty() => match reply {
                 Reply::Hashed(h) => store(h, &mut out),
-                texts => {
-                    waiting.push_back(texts);
+                Reply::Texts(t) => {
+                    waiting.push_back(t);
                     continue;
                 }
             },
@@ -92,7 +94,7 @@ pub async fn fetch_and_hash(conn: &ConnectionManager, keys: &[Option<&str>], sha
                 store(done.expect("hashing does not panic"), &mut out)
             }
         };
-        (held, held_chunks) = (held - est, held_chunks - 1);
+        held -= est;
     }
 }
 
@@ -117,18 +119,20 @@ struct Hashed {
 /// One round trip's reply: hashed already, or documents for the blocking pool.
 enum Reply {
     Hashed(Hashed),
-    Texts { chunk: Vec<(usize, String)>, texts: Vec<Option<Vec<u8>>>, est: usize },
+    Texts(Texts),
 }
 
-impl Reply {
+/// A chunk's keys (with their input indexes), its documents, and its launch estimate.
+struct Texts {
+    chunk: Vec<(usize, String)>,
+    texts: Vec<Option<Vec<u8>>>,
+    est: usize,
+}
+
+impl Texts {
     fn hash(self, sha512: bool, keep: bool) -> Hashed {
-        match self {
-            Reply::Hashed(h) => h,
-            Reply::Texts { chunk, texts, est } => {
-                let done = chunk.into_iter().zip(texts).map(|((i, key), text)| (i, hash_one(&key, text, sha512, keep))).collect();
-                Hashed { done, est }
-            }
-        }
+        let done = self.chunk.into_iter().zip(self.texts).map(|((i, key), text)| (i, hash_one(&key, text, sha512, keep))).collect();
+        Hashed { done, est: self.est }
     }
 }
 
@@ -150,11 +154,11 @@ async fn fetch_chunk(mut conn: ConnectionManager, chunk: Vec<(usize, String)>, e
     if let Some(mean) = bytes.checked_div(texts.iter().flatten().count()) {
         MEAN.store(mean, Ordering::Relaxed);
     }
-    let reply = Reply::Texts { chunk, texts, est };
+    let texts = Texts { chunk, texts, est };
     if bytes > BLOCKING_BYTES {
-        reply
+        Reply::Texts(texts)
     } else {
-        Reply::Hashed(reply.hash(sha512, keep))
+        Reply::Hashed(texts.hash(sha512, keep))
     }
 }
 

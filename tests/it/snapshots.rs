@@ -30,13 +30,14 @@ fn check(worker_threads: usize) {
     }
     keys.insert(7, Some("vcon_otel:snap:gone".into()));
     keys.insert(30, None);
-    let expected: Vec<Option<String>> = keys
-        .iter()
-        .map(|k| {
-            let text: Option<String> = k.as_ref().and_then(|k| c.json_get_text(k));
-            text.map(|t| vcon_otel::compliance::vcon_hash(t.as_bytes()).unwrap().sha256_hex)
-        })
-        .collect();
+    let mut expected: Vec<Option<String>> = Vec::new();
+    for k in &keys {
+        let text: Option<String> = match k {
+            Some(k) => redis::cmd("JSON.GET").arg(k).query(&mut c).unwrap(),
+            None => None,
+        };
+        expected.push(text.map(|t| vcon_otel::compliance::vcon_hash(t.as_bytes()).unwrap().sha256_hex));
+    }
     assert!(keys.len() > 2 * CHUNK, "more than one round trip");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(worker_threads).enable_all().build().unwrap();
     let got = rt.block_on(async {
@@ -53,16 +54,6 @@ fn check(worker_threads: usize) {
     // Every chunk holding a large document is over BLOCKING_BYTES: hashed on the blocking pool.
     let large = got.iter().filter(|g| g.text.as_ref().is_some_and(|t| t.len() > BLOCKING_BYTES)).count();
     assert_eq!(large, sizes.iter().filter(|s| **s > BLOCKING_BYTES).count());
-}
-
-trait JsonText {
-    fn json_get_text(&mut self, key: &str) -> Option<String>;
-}
-
-impl JsonText for redis::Connection {
-    fn json_get_text(&mut self, key: &str) -> Option<String> {
-        redis::cmd("JSON.GET").arg(key).query(self).unwrap()
-    }
 }
 
 #[test]
