@@ -24,7 +24,6 @@ use super::keys::{DupTable, KeyRef, KeyStack, Resolved, Seen};
 use super::lex::{Lexer, NumText};
 use super::normalize::LISTS;
 use super::pyjson::{ParseError, PyStr};
-use std::borrow::Cow;
 
 mod legacy;
 
@@ -183,18 +182,16 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
         }
     }
 
-    /// A string the lexer just read (`plain`: as [`Lexer::string_plain`] found it).
-    fn put_string(&mut self, s: &PyStr<'_>, plain: bool) {
+    /// A string the lexer read from `at` (its opening quote) to `end` (`plain`: as
+    /// [`Lexer::string_plain`] found it, so the quoted text is written as it stands).
+    fn put_string(&mut self, s: &PyStr<'_>, plain: bool, at: usize, end: usize) {
         if self.mute != 0 {
             return;
         }
-        match s {
-            PyStr::Text(Cow::Borrowed(t)) if plain => {
-                self.out.put(b"\"");
-                self.out.put(t.as_bytes());
-                self.out.put(b"\"");
-            }
-            _ => put_str(&mut self.out, s),
+        if plain {
+            self.out.put(&self.lx.b[at..end]);
+        } else {
+            put_str(&mut self.out, s);
         }
     }
 
@@ -241,8 +238,9 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
         match c {
             b'{' | b'[' => return self.open(c, slot, muted),
             b'"' => {
+                let at = self.lx.i;
                 let (s, plain) = self.lx.string_plain()?;
-                self.put_string(&s, plain);
+                self.put_string(&s, plain, at, self.lx.i);
             }
             b'n' if self.lx.eat("null") => self.put(b"null"),
             b't' if self.lx.eat("true") => self.put(b"true"),
@@ -378,9 +376,10 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
 
     /// An entry whose key's opening quote is at the cursor.
     fn entry(&mut self) -> Result<(), Stop> {
-        let key_at_off = self.lx.i;
+        let key_at = self.lx.i;
         let (key, key_plain) = self.lx.string_plain()?;
-        let place = KeyRef::new(key_at_off, self.lx.i, &key);
+        let key_end = self.lx.i;
+        let place = KeyRef::new(key_at, key_end, &key);
         self.lx.ws();
         if self.lx.peek() != Some(b':') {
             return Err(self.lx.err("':'").into());
@@ -422,7 +421,7 @@ impl<'a, 't, S: Sink> Machine<'a, 't, S> {
         if o.written > 1 {
             self.put(b", ");
         }
-        self.put_string(&key, key_plain);
+        self.put_string(&key, key_plain, key_at, key_end);
         self.put(b": ");
         let child = match slot {
             Slot::Root => LISTS.iter().position(|l| key.is(l)).map_or(Slot::Plain, Slot::List),
