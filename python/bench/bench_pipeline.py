@@ -27,7 +27,9 @@ For each vCon size (5 KB, 100 KB, 2 MB of stored JSON, `vcons.py`):
    Without snapshots a record does not depend on the vCon's size, so the `none` stream holds at
    least `--none-records` records at every size (a drain long enough to time).
    For each drain it also records the Redis server's CPU time (`INFO cpu`, used_cpu_user +
-   used_cpu_sys, all its threads) and the bridge's own CPU time and peak RSS (`/usr/bin/time`).
+   used_cpu_sys, all its threads), the receiver's (`/proc/PID/stat`) and the bridge's own CPU
+   time and peak RSS (`/usr/bin/time`). Redis, the receiver and this driver float over both cores
+   (`--others free`, the default) or are pinned to the other one (`--others other`).
 3. **Latency** (5 KB only): a paced producer (`examples/pace_stream`, the same records and
    per-call snapshot as the Python tracer) writes a steady RATE events/s for LAT_SECS seconds while
    the bridge (pinned as above) runs; the receiver records each span's arrival. Latency = arrival
@@ -92,6 +94,13 @@ class Procs:
 def redis_cpu(r):
     i = r.info("cpu")
     return float(i["used_cpu_user"]) + float(i["used_cpu_sys"])
+
+
+def proc_cpu(pid):
+    """CPU seconds (user + system) of process `pid` so far, from /proc."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def command_usec(r, n):
@@ -160,9 +169,13 @@ class Bench:
 
     def start(self):
         a = self.a
-        self.procs.start([os.path.join(a.bin_dir, "examples", "otlp_sink"), "127.0.0.1:%d" % self.sport, self.arrivals],
+        self.sink = self.procs.start(self.others() + [os.path.join(a.bin_dir, "examples", "otlp_sink"), "127.0.0.1:%d" % self.sport, self.arrivals],
                          stdout=open(self.sink_log, "w"), stderr=subprocess.STDOUT)
         self.start_redis(None)
+
+    def others(self):
+        """The prefix pinning a process that is not the one measured (Redis, the receiver)."""
+        return ["taskset", "-c", str(1 - self.a.core)] if self.a.others == "other" else []
 
     def start_redis(self, rdb):
         """(Re)starts Redis on a new free port, loading a copy of `rdb` (None: empty)."""
@@ -176,7 +189,7 @@ class Bench:
             shutil.copy(rdb, os.path.join(self.rdir, "dump.rdb"))
         self.rport = free_port()
         self.url = "redis://127.0.0.1:%d" % self.rport
-        self.redis = self.procs.start([self.a.redis_server, "--bind", "127.0.0.1", "--port", str(self.rport), "--dir", self.rdir,
+        self.redis = self.procs.start(self.others() + [self.a.redis_server, "--bind", "127.0.0.1", "--port", str(self.rport), "--dir", self.rdir,
                                        "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--loadmodule", self.a.rejson],
                                       stdout=subprocess.DEVNULL)
         self.r = redis.Redis.from_url(self.url)
@@ -259,16 +272,16 @@ class Bench:
         spans0, hashed0 = self.sink_counts()
         p, group, admin, timef = self.start_bridge(stream, binary)
         self.r.config_resetstat()
-        c0, t0 = redis_cpu(self.r), time.perf_counter()
+        c0, s0, t0 = redis_cpu(self.r), proc_cpu(self.sink.pid), time.perf_counter()
         wait_for(lambda: group_drained(self.r, stream, group), 3600, what="drained")
-        t1, c1 = time.perf_counter(), redis_cpu(self.r)
+        t1, c1, s1 = time.perf_counter(), redis_cpu(self.r), proc_cpu(self.sink.pid)
         cmds = command_usec(self.r, n)
         res = self.stop_bridge(p, admin, timef)
         # Every record of a tracer-only run produces one span (3 links + the root per 4 records).
         spans, hashed = wait_for(lambda: (lambda c: c if c[0] - spans0 >= n else None)(self.sink_counts()), 10, what="spans at the sink")
         if spans - spans0 != n or hashed - hashed0 != want_hashed:
             raise RuntimeError("receiver got %d spans (%d hashed), expected %d (%d hashed)" % (spans - spans0, hashed - hashed0, n, want_hashed))
-        res.update(evs=n / (t1 - t0), redis_us=(c1 - c0) / n * 1e6, bridge_us=res["cpu_s"] / n * 1e6, cmds=cmds)
+        res.update(evs=n / (t1 - t0), redis_us=(c1 - c0) / n * 1e6, sink_us=(s1 - s0) / n * 1e6, bridge_us=res["cpu_s"] / n * 1e6, cmds=cmds)
         return res
 
     def drain_baseline(self, rdb, stream, n):
@@ -315,8 +328,8 @@ class Bench:
                 row += [self.drain_bridge(rdb["copy"], "bench:%s:copy" % key, records, records // 4 * 3, self.a.compare),
                         self.drain_bridge(rdb["none"], "bench:%s:none" % key, counts["none"], 0, self.a.compare)]
             rows.append(row)
-            print("  run %d: copy %.0f ev/s (Redis %.1f us/ev, bridge %.1f us/ev), none %.0f ev/s (bridge %.1f us/ev), baseline %.0f ev/s, RSS %.0f / %.0f MB%s"
-                  % (i + 1, copy["evs"], copy["redis_us"], copy["bridge_us"], none["evs"], none["bridge_us"], baseline["evs"], copy["rss_mb"], none["rss_mb"],
+            print("  run %d: copy %.0f ev/s (Redis %.1f us/ev, bridge %.1f us/ev, receiver %.1f us/ev), none %.0f ev/s (bridge %.1f us/ev), baseline %.0f ev/s, RSS %.0f / %.0f MB%s"
+                  % (i + 1, copy["evs"], copy["redis_us"], copy["bridge_us"], copy["sink_us"], none["evs"], none["bridge_us"], baseline["evs"], copy["rss_mb"], none["rss_mb"],
                      "; compared binary: copy %.0f ev/s (%.1f us/ev), none %.0f ev/s (%.1f us/ev)" % (row[3]["evs"], row[3]["bridge_us"], row[4]["evs"], row[4]["bridge_us"])
                      if self.a.compare else ""), file=sys.stderr)
             print("    Redis per event, default: %s" % ", ".join("%s %.1f us (%.2f calls)" % c for c in copy["cmds"][:6]), file=sys.stderr)
@@ -358,7 +371,8 @@ def report(results, lat, a):
             for mode, i, j in (("default", 0, 3), ("none", 1, 4)):
                 print("| %s | %s | %.0f | %.0f | %.2f | %.1f | %.1f |" % (s["label"], mode, m(lambda r: r[i]["evs"]), m(lambda r: r[j]["evs"]),
                       m(lambda r: r[i]["evs"] / r[j]["evs"]), m(lambda r: r[i]["bridge_us"]), m(lambda r: r[j]["bridge_us"])))
-    print("\n### Throughput (median of %d; bridge pinned to core %d)\n" % (a.runs, a.core))
+    print("\n### Throughput (median of %d; bridge pinned to core %d; Redis, receiver and driver: %s)\n"
+          % (a.runs, a.core, "core %d" % (1 - a.core) if a.others == "other" else "either core"))
     print("| vCon (stored JSON) | records (default / none) | bridge, snapshots (default) ev/s | bridge, no snapshots ev/s | read+ack baseline ev/s "
           "| default / no snapshots | no snapshots / baseline | peak RSS default / none |")
     print("|---|---|---|---|---|---|---|---|")
@@ -395,11 +409,16 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--none-records", type=int, default=60000, help="records of the stream without snapshots, at least")
     p.add_argument("--core", type=int, default=0, choices=(0, 1), help="the core the bridge is pinned to")
+    p.add_argument("--others", default="free", choices=("free", "other"),
+                   help="free: Redis, the receiver and this driver float over both cores; "
+                        "other: they are pinned to the other core (the bridge has its core to itself)")
     p.add_argument("--pool", type=int, default=8, help="distinct stored vCons per size")
     p.add_argument("--rate", type=int, default=10000, help="latency run: events/s (0: no latency run)")
     p.add_argument("--lat-secs", type=int, default=20)
     p.add_argument("--keep", action="store_true", help="keep the work directory (bridge logs, arrivals)")
     a = p.parse_args()
+    if a.others == "other":
+        os.sched_setaffinity(0, {1 - a.core})
     b = Bench(a)
     try:
         b.start()
