@@ -27,9 +27,10 @@ For each vCon size (5 KB, 100 KB, 2 MB of stored JSON, `vcons.py`):
    Without snapshots a record does not depend on the vCon's size, so the `none` stream holds at
    least `--none-records` records at every size (a drain long enough to time).
    For each drain it also records the Redis server's CPU time (`INFO cpu`, used_cpu_user +
-   used_cpu_sys, all its threads), the receiver's (`/proc/PID/stat`) and the bridge's own CPU
-   time and peak RSS (`/usr/bin/time`). Redis, the receiver and this driver float over both cores
-   (`--others free`, the default) or are pinned to the other one (`--others other`).
+   used_cpu_sys, all its threads), the receiver's (`/proc/PID/stat`), the bridge's own CPU time
+   and peak RSS (`/usr/bin/time`), and each core's busy share (`/proc/stat`). Redis, the receiver
+   and this driver float over both cores (`--others free`, the default) or are pinned to the
+   other one (`--others other`).
 3. **Latency** (5 KB only): a paced producer (`examples/pace_stream`, the same records and
    per-call snapshot as the Python tracer) writes a steady RATE events/s for LAT_SECS seconds while
    the bridge (pinned as above) runs; the receiver records each span's arrival. Latency = arrival
@@ -101,6 +102,22 @@ def proc_cpu(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def core_times():
+    """Per core: (busy, total) clock ticks so far, from /proc/stat."""
+    out = []
+    with open("/proc/stat") as f:
+        for ln in f:
+            if ln.startswith("cpu") and ln[3].isdigit():
+                t = [int(x) for x in ln.split()[1:]]
+                out.append((sum(t) - t[3] - t[4], sum(t)))
+    return out
+
+
+def core_busy(before, after):
+    """Per core: the busy share (0-100 %) between two `core_times`."""
+    return [100.0 * (b1 - b0) / max(1, t1 - t0) for (b0, t0), (b1, t1) in zip(before, after)]
 
 
 def command_usec(r, n):
@@ -272,16 +289,16 @@ class Bench:
         spans0, hashed0 = self.sink_counts()
         p, group, admin, timef = self.start_bridge(stream, binary)
         self.r.config_resetstat()
-        c0, s0, t0 = redis_cpu(self.r), proc_cpu(self.sink.pid), time.perf_counter()
+        c0, s0, k0, t0 = redis_cpu(self.r), proc_cpu(self.sink.pid), core_times(), time.perf_counter()
         wait_for(lambda: group_drained(self.r, stream, group), 3600, what="drained")
-        t1, c1, s1 = time.perf_counter(), redis_cpu(self.r), proc_cpu(self.sink.pid)
+        t1, c1, s1, k1 = time.perf_counter(), redis_cpu(self.r), proc_cpu(self.sink.pid), core_times()
         cmds = command_usec(self.r, n)
         res = self.stop_bridge(p, admin, timef)
         # Every record of a tracer-only run produces one span (3 links + the root per 4 records).
         spans, hashed = wait_for(lambda: (lambda c: c if c[0] - spans0 >= n else None)(self.sink_counts()), 10, what="spans at the sink")
         if spans - spans0 != n or hashed - hashed0 != want_hashed:
             raise RuntimeError("receiver got %d spans (%d hashed), expected %d (%d hashed)" % (spans - spans0, hashed - hashed0, n, want_hashed))
-        res.update(evs=n / (t1 - t0), redis_us=(c1 - c0) / n * 1e6, sink_us=(s1 - s0) / n * 1e6, bridge_us=res["cpu_s"] / n * 1e6, cmds=cmds)
+        res.update(evs=n / (t1 - t0), redis_us=(c1 - c0) / n * 1e6, sink_us=(s1 - s0) / n * 1e6, cores=core_busy(k0, k1), bridge_us=res["cpu_s"] / n * 1e6, cmds=cmds)
         return res
 
     def drain_baseline(self, rdb, stream, n):
@@ -333,6 +350,7 @@ class Bench:
                      "; compared binary: copy %.0f ev/s (%.1f us/ev), none %.0f ev/s (%.1f us/ev)" % (row[3]["evs"], row[3]["bridge_us"], row[4]["evs"], row[4]["bridge_us"])
                      if self.a.compare else ""), file=sys.stderr)
             print("    Redis per event, default: %s" % ", ".join("%s %.1f us (%.2f calls)" % c for c in copy["cmds"][:6]), file=sys.stderr)
+            print("    cores busy during the default drain: %s" % ", ".join("core %d %.0f %%" % (i, b) for i, b in enumerate(copy["cores"])), file=sys.stderr)
         med = lambda f: statistics.median(f(r) for r in rows)  # noqa: E731
         return {"label": label, "stored": stored, "records": records, "none_records": counts["none"], "rows": rows, "med": med, "pool": pool,
                 "vcons_rdb": base}
