@@ -74,16 +74,11 @@ impl KeyRef {
 
     /// Whether this key is `key` (whose place is `other`).
     fn same(&self, text: &str, other: &KeyRef, key: &PyStr<'_>) -> bool {
-        if self.plain && other.plain {
-            // Two texts without escapes: the same key only at the same length.
-            let (mine, theirs) = (self.at + 1, other.at + 1);
-            let n = self.len as usize;
-            return self.len == other.len && text.as_bytes()[mine..mine + n] == text.as_bytes()[theirs..theirs + n];
-        }
-        match (self.raw(text), other.plain) {
-            (Some(mine), true) => mine == other.raw(text).expect("plain"),
-            (Some(mine), false) => matches!(key, PyStr::Text(t) if t == mine),
-            (None, _) => key_at(text, self.at) == *key,
+        match (self.plain, other.plain) {
+            // Two texts without escapes: the lengths first, before either text is sliced.
+            (true, true) => self.len == other.len && self.raw(text) == other.raw(text),
+            (true, false) => matches!(key, PyStr::Text(t) if self.raw(text) == Some(&**t)),
+            (false, _) => key_at(text, self.at) == *key,
         }
     }
 
