@@ -27,9 +27,9 @@ For each vCon size (5 KB, 100 KB, 2 MB of stored JSON, `vcons.py`):
    Without snapshots a record does not depend on the vCon's size, so the `none` stream holds at
    least `--none-records` records at every size (a drain long enough to time).
    For each drain it also records the Redis server's CPU time (`INFO cpu`, used_cpu_user +
-   used_cpu_sys, all its threads), the receiver's (`/proc/PID/stat`), the bridge's own CPU time
-   and peak RSS (`/usr/bin/time`), and each core's busy share (`/proc/stat`). Redis, the receiver
-   and this driver float over both cores (`--others free`, the default) or are pinned to the
+   used_cpu_sys, all its threads), the receiver's (`/proc/PID/stat`), the bridge's own CPU time,
+   peak RSS and minor page faults (`/usr/bin/time`), and each core's busy share (`/proc/stat`).
+   Redis, the receiver and this driver float over both cores (`--others free`, the default) or are pinned to the
    other one (`--others other`).
 3. **Latency** (5 KB only): a paced producer (`examples/pace_stream`, the same records and
    per-call snapshot as the Python tracer) writes a steady RATE events/s for LAT_SECS seconds while
@@ -171,7 +171,8 @@ def parse_time_v(path):
             k, _, v = line.strip().rpartition(": ")
             out[k] = v
     return {"rss_mb": int(out["Maximum resident set size (kbytes)"]) / 1024,
-            "cpu_s": float(out["User time (seconds)"]) + float(out["System time (seconds)"])}
+            "cpu_s": float(out["User time (seconds)"]) + float(out["System time (seconds)"]),
+            "faults": int(out["Minor (reclaiming a frame) page faults"])}
 
 
 class Bench:
@@ -298,7 +299,8 @@ class Bench:
         spans, hashed = wait_for(lambda: (lambda c: c if c[0] - spans0 >= n else None)(self.sink_counts()), 10, what="spans at the sink")
         if spans - spans0 != n or hashed - hashed0 != want_hashed:
             raise RuntimeError("receiver got %d spans (%d hashed), expected %d (%d hashed)" % (spans - spans0, hashed - hashed0, n, want_hashed))
-        res.update(evs=n / (t1 - t0), redis_us=(c1 - c0) / n * 1e6, sink_us=(s1 - s0) / n * 1e6, cores=core_busy(k0, k1), bridge_us=res["cpu_s"] / n * 1e6, cmds=cmds)
+        res.update(evs=n / (t1 - t0), redis_us=(c1 - c0) / n * 1e6, sink_us=(s1 - s0) / n * 1e6, cores=core_busy(k0, k1), bridge_us=res["cpu_s"] / n * 1e6, cmds=cmds,
+                   faults_per_ev=res["faults"] / n)
         return res
 
     def drain_baseline(self, rdb, stream, n):
@@ -350,7 +352,11 @@ class Bench:
                      "; compared binary: copy %.0f ev/s (%.1f us/ev), none %.0f ev/s (%.1f us/ev)" % (row[3]["evs"], row[3]["bridge_us"], row[4]["evs"], row[4]["bridge_us"])
                      if self.a.compare else ""), file=sys.stderr)
             print("    Redis per event, default: %s" % ", ".join("%s %.1f us (%.2f calls)" % c for c in copy["cmds"][:6]), file=sys.stderr)
-            print("    cores busy during the default drain: %s" % ", ".join("core %d %.0f %%" % (i, b) for i, b in enumerate(copy["cores"])), file=sys.stderr)
+            busy = lambda d: ", ".join("core %d %.0f %%" % (i, b) for i, b in enumerate(d["cores"]))  # noqa: E731
+            print("    cores busy during the default drain: %s; without snapshots: %s" % (busy(copy), busy(none)), file=sys.stderr)
+            print("    bridge page faults per event (start-up included), default / none: %.2f / %.2f%s" % (
+                copy["faults_per_ev"], none["faults_per_ev"],
+                "; compared binary: %.2f / %.2f" % (row[3]["faults_per_ev"], row[4]["faults_per_ev"]) if self.a.compare else ""), file=sys.stderr)
         med = lambda f: statistics.median(f(r) for r in rows)  # noqa: E731
         return {"label": label, "stored": stored, "records": records, "none_records": counts["none"], "rows": rows, "med": med, "pool": pool,
                 "vcons_rdb": base}

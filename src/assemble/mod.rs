@@ -77,8 +77,9 @@ pub struct FinishedSpan {
     /// Set on root spans: once accepted, mark the run done so other replicas acknowledge their part.
     pub root_of: Option<crate::stream::done::RunDone>,
     /// Set on the root span of an audited run whose hash chain is whole here: the run's terminal
-    /// audit record, written with the batch once the root is accepted.
-    pub terminal: Option<AuditRecord>,
+    /// audit record, written with the batch once the root is accepted. (Boxed, like
+    /// [`Output::Audit`]'s: rare, and it would triple the size of every span in the export queue.)
+    pub terminal: Option<Box<AuditRecord>>,
 }
 
 /// What the assembler hands to the exporter, in order.
@@ -88,7 +89,7 @@ pub enum Output {
     /// Entries to acknowledge without a span (a rejected record, a run closed elsewhere).
     Ack(Vec<Entry>),
     /// A compliance record for the audit log, written (and fsynced) before the batch is acknowledged.
-    Audit(AuditRecord),
+    Audit(Box<AuditRecord>),
 }
 
 /// The assembler. One per pipeline; not shared between tasks.
@@ -223,8 +224,8 @@ impl Assembler {
             if let Some(c) = s.chain {
                 root.span.attributes.push(kv_str("vcon.hash.chain", hex::encode(c)));
             }
-            out.extend(s.audits.into_iter().map(Output::Audit));
-            root.terminal = s.terminal;
+            out.extend(s.audits.into_iter().map(|a| Output::Audit(Box::new(a))));
+            root.terminal = s.terminal.map(Box::new);
         }
         out.push(Output::Span(root));
         out

@@ -244,7 +244,7 @@ fn a_journaled_ending_gives_the_chain_and_audit_records_in_step_order() {
         let ends = e.record.ends_run();
         outs.extend(a.accept_journaled(e, ends.then_some(&j), t0));
     }
-    let audits: Vec<&AuditRecord> = outs.iter().filter_map(|o| if let Output::Audit(r) = o { Some(r) } else { None }).collect();
+    let audits: Vec<&AuditRecord> = outs.iter().filter_map(|o| if let Output::Audit(r) = o { Some(r.as_ref()) } else { None }).collect();
     assert_eq!(audits.iter().map(|r| r.step_index).collect::<Vec<_>>(), [-1, 0, 1, 2]);
     let mut value = crate::compliance::chain::genesis("u1", "r1");
     for r in &audits {

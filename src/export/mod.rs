@@ -18,7 +18,7 @@ pub mod client;
 pub mod request;
 pub mod terminal;
 
-use crate::assemble::{FinishedSpan, Output};
+use crate::assemble::Output;
 use crate::compliance::audit_log::{AuditLog, AuditRecord};
 use crate::metrics::{Metrics, OutcomeLabel, ReasonLabel};
 use crate::otlp::ExportTraceServiceRequest;
@@ -56,25 +56,28 @@ pub struct Stage {
 
 impl Stage {
     /// Runs until `rx` closes (then flushes) or `give_up` turns true while a batch is failing.
+    /// The batch and its spans live in buffers kept from one batch to the next: a batch's
+    /// buffers are hundreds of kilobytes, and fresh ones each time cost page faults.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Output>, acks: mpsc::Sender<Ack>, mut give_up: watch::Receiver<bool>) {
-        while let Some((batch, open)) = next_batch(&mut rx, &self.settings).await {
+        let cap = self.settings.max_batch_spans + 1;
+        let (mut batch, mut finished) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+        let mut audits = Vec::new();
+        while let Some(open) = next_batch(&mut rx, &self.settings, &mut batch).await {
             let mut ack = Ack::default();
-            let mut finished: Vec<FinishedSpan> = Vec::new();
-            let mut audits = Vec::new();
-            for o in batch {
+            for o in batch.drain(..) {
                 match o {
                     Output::Span(mut s) => {
-                        audits.extend(s.terminal.take());
+                        audits.extend(s.terminal.take().map(|t| *t));
                         finished.push(s);
                     }
                     Output::Ack(entries) => ack.ids.extend(entries.into_iter().map(|e| e.id)),
-                    Output::Audit(r) => audits.push(r),
+                    Output::Audit(r) => audits.push(*r),
                 }
             }
             if !finished.is_empty() {
                 self.metrics.export_batch_spans.observe(finished.len() as f64);
                 let n = finished.len();
-                let (req, entries, done) = request::build(&self.settings.service_name, finished);
+                let (req, entries, done) = request::build(&self.settings.service_name, &mut finished);
                 if !self.deliver(&req, n, &entries, &mut give_up).await {
                     tracing::warn!(spans = n, "shutdown deadline passed while the collector was failing; the entries stay pending and are exported after a restart");
                     return;
@@ -85,6 +88,7 @@ impl Stage {
             if !self.write_audit(&audits, &mut give_up).await {
                 return;
             }
+            audits.clear();
             if !ack.is_empty() && acks.send(ack).await.is_err() {
                 return;
             }
@@ -225,12 +229,13 @@ fn record_outcome(out: &retry::Outcome<client::Accepted>) {
 
 const AUDIT_RETRY: Policy = Policy::forever(Duration::from_millis(200), Duration::from_secs(10));
 
-/// The next batch: up to `max_batch_spans` spans or whatever arrived within `max_batch_delay` of
-/// the first output; `false` once the input closed. `None` when it closed with nothing pending.
-async fn next_batch(rx: &mut mpsc::Receiver<Output>, s: &Settings) -> Option<(Vec<Output>, bool)> {
+/// The next batch, into `batch` (empty on entry): up to `max_batch_spans` spans or whatever
+/// arrived within `max_batch_delay` of the first output. `Some(false)` once the input closed,
+/// `None` when it closed with nothing pending.
+async fn next_batch(rx: &mut mpsc::Receiver<Output>, s: &Settings, batch: &mut Vec<Output>) -> Option<bool> {
     let first = rx.recv().await?;
     let mut spans = matches!(first, Output::Span(_)) as usize;
-    let mut batch = vec![first];
+    batch.push(first);
     let deadline = tokio::time::Instant::now() + s.max_batch_delay;
     while spans < s.max_batch_spans {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -238,9 +243,9 @@ async fn next_batch(rx: &mut mpsc::Receiver<Output>, s: &Settings) -> Option<(Ve
                 spans += matches!(o, Output::Span(_)) as usize;
                 batch.push(o);
             }
-            Ok(None) => return Some((batch, false)),
+            Ok(None) => return Some(false),
             Err(_) => break,
         }
     }
-    Some((batch, true))
+    Some(true)
 }
