@@ -141,7 +141,7 @@ impl Assembler {
             let tracer = r.tracer.as_deref().unwrap_or("hooks");
             self.metrics.tracer_call(tracer, "conserver", "ok", ns as f64 / 1e9);
         }
-        let key: RunKey = crate::ids::trace_id(&r.vcon_uuid, &r.run);
+        let key: RunKey = r.trace_id;
         // Only a record that belongs to the run's opening opens it here; any other record of a run
         // not open here (its opening was read by another replica) gives its own span and nothing else.
         if !self.runs.contains(&key) && r.is_held() {

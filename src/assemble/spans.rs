@@ -99,7 +99,7 @@ fn step_span(
         attrs.push(kv_bool("vcon_otel.start_unknown", true));
     }
     add_hash_attrs(&mut attrs, hash, r.hash_of_input);
-    let trace_id = ids::trace_id(&r.vcon_uuid, &r.run);
+    let trace_id = r.trace_id;
     let root = ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Root);
     let mut s = new_span(trace_id, ids::span_id(&r.vcon_uuid, &r.run, role), Some(root), title, kind, start, r.ts_ns);
     s.attributes = attrs;
@@ -248,7 +248,7 @@ pub fn tracer_outcome(r: &Record, t: &TracerOutcome<'_>) -> FinishedSpan {
         st = Some(Status { code: status::StatusCode::Error as i32, message: e.to_string() });
         event_attrs.push(kv_str("error", e));
     }
-    let trace_id = ids::trace_id(&r.vcon_uuid, &r.run);
+    let trace_id = r.trace_id;
     let mut s = new_span(
         trace_id,
         ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Tracer(t.tracer, seq)),

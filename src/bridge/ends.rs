@@ -42,7 +42,7 @@ pub struct Ends {
 }
 
 fn trace(e: &Enriched) -> ([u8; 16], Option<u64>) {
-    (crate::ids::trace_id(&e.record.vcon_uuid, &e.record.run), e.record.seq)
+    (e.record.trace_id, e.record.seq)
 }
 
 impl Ends {

@@ -43,7 +43,7 @@ pub struct Resolver<'a> {
 }
 
 fn step_of(r: &Record) -> Option<StepId> {
-    r.seq.map(|s| (crate::ids::trace_id(&r.vcon_uuid, &r.run), s))
+    r.seq.map(|s| (r.trace_id, s))
 }
 
 impl Resolver<'_> {
@@ -140,7 +140,7 @@ impl Resolver<'_> {
         let mut ask = Vec::new();
         for (i, r) in records.iter().enumerate() {
             if let Some(Compliance::SameAs(seq)) = r.compliance {
-                let step = (crate::ids::trace_id(&r.vcon_uuid, &r.run), seq);
+                let step = (r.trace_id, seq);
                 match by_step.get(&step) {
                     Some(h) => out[i].hash = Some(h.clone()),
                     None => ask.push((i, step)),

@@ -170,10 +170,10 @@ impl Enricher {
             if let (Some(seq), Some(_)) = (record.seq, &self.journal) {
                 let payload = entry.payload.as_deref().unwrap_or_default();
                 let je = JournalEntry::of(&record, payload, h.hash.as_ref(), h.unknown.as_deref(), chain.as_deref());
-                journaled.push((crate::ids::trace_id(&record.vcon_uuid, &record.run), seq, je));
+                journaled.push((record.trace_id, seq, je));
             }
             if record.ends_run() && record.seq.is_some() && self.journal.is_some() {
-                endings.push((i, (crate::ids::trace_id(&record.vcon_uuid, &record.run), record.seq)));
+                endings.push((i, (record.trace_id, record.seq)));
             }
             let e = Enriched { entry, record, hash: h.hash, unknown: h.unknown, chain, vcon_json: h.text, journal: None };
             out[i] = Some(Item::Record(Box::new(e)));

@@ -85,6 +85,7 @@ fn flat_fields(f: &mut Fields<'_>) -> Result<Record, Rejection> {
     let ts_ns = f.req_u64("ts_ns")?;
     Ok(Record {
         event,
+        trace_id: crate::ids::trace_id(&vcon_uuid, &run),
         run,
         vcon_uuid,
         ts_ns,
@@ -339,6 +340,7 @@ mod tests {
         let r = decode(call(2).as_bytes()).unwrap();
         assert_eq!(r.event, EventKind::TracerCall);
         assert_eq!(r.link_name(), Some("c"));
+        assert_eq!(r.trace_id, crate::ids::trace_id("u1", "r1"), "the run's trace ID, computed at decode");
         assert!(r.ends_run());
         assert!(!decode(call(1).as_bytes()).unwrap().ends_run());
         assert!(!decode(call(-1).as_bytes()).unwrap().ends_run());

@@ -122,6 +122,9 @@ pub struct Record {
     pub event: EventKind,
     pub run: String,
     pub vcon_uuid: String,
+    /// The run's trace ID, [`crate::ids::trace_id`] of `vcon_uuid` and `run`, computed once by
+    /// [`decode`] (every stage keys the run by it; it is a SHA-256).
+    pub trace_id: [u8; 16],
     pub ts_ns: u64,
     pub start_ns: Option<u64>,
     pub run_start_ns: Option<u64>,

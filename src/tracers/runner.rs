@@ -198,7 +198,7 @@ fn given_asks(tracer: &dyn super::Tracer, work: &[Box<crate::enrich::Enriched>])
     work.iter()
         .map(|e| {
             let r = &e.record;
-            r.seq.filter(|_| tracer.wants_given(r)).map(|seq| (crate::ids::trace_id(&r.vcon_uuid, &r.run), seq))
+            r.seq.filter(|_| tracer.wants_given(r)).map(|seq| (r.trace_id, seq))
         })
         .collect()
 }

@@ -109,6 +109,7 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Record> {
     };
     let r = Record {
         event,
+        trace_id: crate::ids::trace_id(&raw.vcon_uuid, &raw.run),
         run: raw.run,
         vcon_uuid: raw.vcon_uuid,
         ts_ns: raw.ts_ns,
