@@ -78,7 +78,8 @@ pub struct FinishedSpan {
     pub root_of: Option<crate::stream::done::RunDone>,
     /// Set on the root span of an audited run whose hash chain is whole here: the run's terminal
     /// audit record, written with the batch once the root is accepted. (Boxed, like
-    /// [`Output::Audit`]'s: rare, and it would triple the size of every span in the export queue.)
+    /// [`Output::Audit`]'s: rare, and held inline its 300-odd bytes would be part of every span
+    /// in the export queue.)
     pub terminal: Option<Box<AuditRecord>>,
 }
 
