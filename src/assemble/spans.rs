@@ -122,9 +122,11 @@ pub struct End<'a> {
 /// entries are acknowledged with it.
 pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: &Metrics) -> FinishedSpan {
     let end_r = end.as_ref().map(|e| e.record);
-    let (vcon_uuid, run_id) = match (&run, end_r) {
-        (Some(o), _) => (o.vcon_uuid.clone(), o.run.clone()),
-        (None, Some(r)) => (r.vcon_uuid.clone(), r.run.clone()),
+    // The trace ID is the ending record's (computed at decode) when there is one: the run was
+    // found by it, so it is the run's too.
+    let (vcon_uuid, run_id, trace_id) = match (&run, end_r) {
+        (Some(o), r) => (o.vcon_uuid.clone(), o.run.clone(), r.map_or_else(|| o.trace_id(), |r| r.trace_id)),
+        (None, Some(r)) => (r.vcon_uuid.clone(), r.run.clone(), r.trace_id),
         (None, None) => unreachable!("a root needs a run or an ending record"),
     };
     let links = end_r.and_then(|r| r.links.as_deref()).or_else(|| run.as_ref().and_then(|o| o.links.as_deref()));
@@ -139,7 +141,6 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
         None => run.as_ref().map(|o| o.last_ns).unwrap_or(start),
     }
     .max(start);
-    let trace_id = ids::trace_id(&vcon_uuid, &run_id);
     let name = match &chain {
         Some(c) => format!("chain {c}"),
         None => "chain unknown".to_string(),
