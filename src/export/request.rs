@@ -14,16 +14,11 @@ use std::collections::BTreeMap;
 pub fn build(service_name: &str, spans: &mut Vec<FinishedSpan>) -> (ExportTraceServiceRequest, Vec<Entry>, Vec<RunDone>) {
     let mut acks = Vec::with_capacity(spans.iter().map(|s| s.acks.len()).sum());
     let mut done = Vec::new();
-    let mut counts: BTreeMap<Option<(&str, u64)>, usize> = BTreeMap::new();
-    for s in spans.iter() {
-        *counts.entry(s.producer.as_ref().map(|p| (p.host.as_str(), p.pid))).or_default() += 1;
-    }
-    let mut by_producer: BTreeMap<Option<(String, u64)>, Vec<crate::otlp::Span>> =
-        counts.into_iter().map(|(p, n)| (p.map(|(h, pid)| (h.to_string(), pid)), Vec::with_capacity(n))).collect();
+    let mut by_producer: BTreeMap<Option<(String, u64)>, Vec<crate::otlp::Span>> = BTreeMap::new();
     for s in spans.drain(..) {
         acks.extend(s.acks);
         done.extend(s.root_of);
-        by_producer.get_mut(&s.producer.map(|p| (p.host, p.pid))).expect("counted above").push(s.span);
+        by_producer.entry(s.producer.map(|p| (p.host, p.pid))).or_default().push(s.span);
     }
     let resource_spans = by_producer
         .into_iter()
@@ -55,9 +50,10 @@ pub fn build(service_name: &str, spans: &mut Vec<FinishedSpan>) -> (ExportTraceS
 }
 
 /// The request's protobuf encoding: byte for byte what `prost` writes (`Message::encode_to_vec`),
-/// but every message's length is computed once and the bytes are written once, into a buffer of
-/// the exact size. (`prost` computes a nested message's length again at every enclosing level,
-/// four times per span for the request, its resource and its scope.) The outer levels are written
+/// but each span's length is computed once and the bytes are written once, into a buffer of the
+/// exact size. (`prost` computes a nested message's length again at every enclosing level, four
+/// times per span for the request, its resource and its scope; here a resource's and a scope's
+/// own fields, one each per producer, are measured twice.) The outer levels are written
 /// here; every span, resource and scope is encoded by `prost` (`encode_raw`: the message's fields
 /// without its length, which is written here).
 pub fn encode(req: &ExportTraceServiceRequest) -> Vec<u8> {
