@@ -2,7 +2,6 @@
 //! accepts and answers from a script: scripted answers are used in order, one per request (on
 //! either transport), then every request is accepted.
 
-use super::free_port;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
@@ -208,20 +207,28 @@ pub fn make_tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::
     (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
 }
 
+/// A listener on a free loopback port, bound here and kept (finding a free port and binding it
+/// later, as `super::free_port` must for servers in other processes, races with every other socket).
+fn bind(rt: &tokio::runtime::Runtime) -> (tokio::net::TcpListener, u16) {
+    let l = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1:0");
+    let port = l.local_addr().expect("a bound address").port();
+    (l, port)
+}
+
 impl Receiver {
     /// A gRPC receiver speaking TLS with the given server certificate and key (PEM).
     pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Receiver {
         let identity = tonic::transport::Identity::from_pem(std::fs::read(cert).unwrap(), std::fs::read(key).unwrap());
         let state = Arc::new(Mutex::new(State::default()));
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let grpc_port = free_port();
+        let (grpc, grpc_port) = bind(&rt);
         let s1 = state.clone();
         rt.spawn(async move {
             tonic::transport::Server::builder()
                 .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
                 .expect("TLS config")
                 .add_service(TraceServiceServer::new(Grpc(s1)))
-                .serve(([127, 0, 0, 1], grpc_port).into())
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc))
                 .await
                 .expect("gRPC TLS receiver");
         });
@@ -236,8 +243,7 @@ impl Receiver {
     pub fn start(script: Vec<Answer>) -> Receiver {
         let state = Arc::new(Mutex::new(State { script: script.into(), ..Default::default() }));
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let grpc_port = free_port();
-        let http_port = free_port();
+        let ((grpc, grpc_port), (http, http_port)) = (bind(&rt), bind(&rt));
         let s1 = state.clone();
         rt.spawn(async move {
             let svc = TraceServiceServer::new(Grpc(s1))
@@ -246,7 +252,7 @@ impl Receiver {
                 .max_decoding_message_size(64 << 20);
             tonic::transport::Server::builder()
                 .add_service(svc)
-                .serve(([127, 0, 0, 1], grpc_port).into())
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc))
                 .await
                 .expect("gRPC receiver");
         });
@@ -256,8 +262,7 @@ impl Receiver {
                 .route("/v1/traces", axum::routing::post(http_export))
                 .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
                 .with_state(s2);
-            let l = tokio::net::TcpListener::bind(("127.0.0.1", http_port)).await.expect("bind HTTP receiver");
-            axum::serve(l, app).await.expect("HTTP receiver");
+            axum::serve(http, app).await.expect("HTTP receiver");
         });
         let r = Receiver { state, grpc_port, http_port, _rt: rt };
         assert!(super::wait_until(Duration::from_secs(5), || {
