@@ -21,7 +21,7 @@ use crate::compliance::journal::{self, Journal, RunEnd};
 use crate::enrich::{Enriched, Item};
 use crate::event::{ChainOutcome, EventKind, Producer, Record};
 use crate::metrics::Metrics;
-use crate::otlp::{kv_str, Span};
+use crate::otlp::wire::WireSpan;
 use crate::stream::Entry;
 use run::{OpenRun, RunKey, Runs};
 use std::sync::Arc;
@@ -70,7 +70,7 @@ impl RunOutcome {
 /// A span ready for export, with what to acknowledge once the collector accepted it.
 #[derive(Debug, Clone)]
 pub struct FinishedSpan {
-    pub span: Span,
+    pub span: WireSpan,
     /// The producer instance: the span's resource (`service.instance.id`).
     pub producer: Option<Producer>,
     pub acks: Vec<Entry>,
@@ -223,7 +223,7 @@ impl Assembler {
         let mut out = Vec::new();
         if let Some(s) = sealed {
             if let Some(c) = s.chain {
-                root.span.attributes.push(kv_str("vcon.hash.chain", hex::encode(c)));
+                root.span.attributes.str("vcon.hash.chain", &hex::encode(c));
             }
             out.extend(s.audits.into_iter().map(|a| Output::Audit(Box::new(a))));
             root.terminal = s.terminal.map(Box::new);

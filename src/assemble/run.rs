@@ -234,9 +234,10 @@ impl OpenRun {
         self.held.iter().map(HeldId::entry).collect()
     }
 
-    /// The span events of the opening, built.
-    pub(super) fn span_events(&self) -> Vec<crate::otlp::span::Event> {
-        self.events.iter().map(|e| spans::run_event(e, &self.vcon_uuid)).collect()
+    /// Adds the span events of the opening to `s` (the root).
+    pub(super) fn add_span_events(&self, s: &mut crate::otlp::wire::WireSpan) {
+        let mut scratch = crate::otlp::wire::EventAttrs::default();
+        self.events.iter().for_each(|e| spans::add_run_event(s, e, &self.vcon_uuid, &mut scratch));
     }
 }
 

@@ -9,7 +9,8 @@ use crate::compliance::StepHash;
 use crate::event::{EventKind, Record, RunRef, TraceParent};
 use crate::ids::{self, SpanRole};
 use crate::metrics::{self, Metrics};
-use crate::otlp::{kv_bool, kv_int, kv_str, span, status, KeyValue, Span, Status};
+use crate::otlp::wire::{EventAttrs, LinkAttrs, SpanAttrs, WireSpan};
+use crate::otlp::{span, status};
 use crate::stream::done::RunDone;
 use std::sync::Arc;
 
@@ -24,18 +25,16 @@ pub struct Hashed<'a> {
 /// The span of a link, from the record that completed it.
 pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed<'_>, m: &Metrics) -> FinishedSpan {
     let index = r.link_index.unwrap_or(0);
-    let name = r.link_name().unwrap_or("unknown").to_string();
+    let name = r.link_name().unwrap_or("unknown");
     let start = step_start(r, || run.and_then(|x| x.link_starts.get(&index)));
     let mut attrs = common_attrs(r, r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), chain);
-    attrs.push(kv_str("vcon.link.name", name.clone()));
-    attrs.push(kv_int("vcon.link.index", index));
+    attrs.str("vcon.link.name", name).int("vcon.link.index", index);
     if let Some(module) = &r.module {
-        attrs.push(kv_str("vcon.link.module", module.clone()));
+        attrs.str("vcon.link.module", module);
     }
     if let (Some(i), Some(o)) = (&r.in_vcon_uuid, &r.out_vcon_uuid) {
         if i != o {
-            attrs.push(kv_str("vcon.uuid.before", o.clone()));
-            attrs.push(kv_str("vcon.uuid.after", i.clone()));
+            attrs.str("vcon.uuid.before", o).str("vcon.uuid.after", i);
         }
     }
     let outcome = if r.event == EventKind::LinkError {
@@ -45,32 +44,32 @@ pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed
     } else {
         "ok"
     };
-    attrs.push(kv_str("vcon.link.outcome", outcome));
+    attrs.str("vcon.link.outcome", outcome);
     let (trace_id, mut s) = step_span(r, SpanRole::Link(index), format!("link {name}"), span::SpanKind::Internal, start, attrs, hash);
     if r.event == EventKind::TracerCall {
-        s.events.push(run_event(&RunEvent::of(r), &r.vcon_uuid));
+        add_run_event(&mut s, &RunEvent::of(r), &r.vcon_uuid, &mut EventAttrs::default());
     }
     apply_error(&mut s, r);
     add_traceparent_link(&mut s, r.traceparent.as_ref());
-    let labels = m.link_labels(chain.unwrap_or("unknown"), &name, outcome);
+    let labels = m.link_labels(chain.unwrap_or("unknown"), name, outcome);
     m.link_duration.get_or_create(&labels).observe(secs(start.0, r.ts_ns), metrics::exemplar(&trace_id), None);
     step_finished(s, r, run)
 }
 
 /// The span of a storage, from the record that completed it.
 pub fn storage(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed<'_>, m: &Metrics) -> FinishedSpan {
-    let name = r.storage.clone().unwrap_or_default();
-    let start = step_start(r, || run.and_then(|x| x.storage_starts.get(&name)));
+    let name = r.storage.as_deref().unwrap_or_default();
+    let start = step_start(r, || run.and_then(|x| x.storage_starts.get(name)));
     let mut attrs = common_attrs(r, r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), chain);
-    attrs.push(kv_str("vcon.storage.name", name.clone()));
+    attrs.str("vcon.storage.name", name);
     if let Some(module) = &r.module {
-        attrs.push(kv_str("vcon.storage.module", module.clone()));
+        attrs.str("vcon.storage.module", module);
     }
-    let (trace_id, mut s) = step_span(r, SpanRole::Storage(&name), format!("storage {name}"), span::SpanKind::Client, start, attrs, hash);
+    let (trace_id, mut s) = step_span(r, SpanRole::Storage(name), format!("storage {name}"), span::SpanKind::Client, start, attrs, hash);
     apply_error(&mut s, r);
     add_traceparent_link(&mut s, r.traceparent.as_ref());
     let outcome = if r.event == EventKind::StorageError { "error" } else { "ok" };
-    let labels = m.storage_labels(chain.unwrap_or("unknown"), &name, outcome);
+    let labels = m.storage_labels(chain.unwrap_or("unknown"), name, outcome);
     m.storage_duration.get_or_create(&labels).observe(secs(start.0, r.ts_ns), metrics::exemplar(&trace_id), None);
     step_finished(s, r, run)
 }
@@ -92,11 +91,11 @@ fn step_span(
     title: String,
     kind: span::SpanKind,
     (start, start_known): (u64, bool),
-    mut attrs: Vec<KeyValue>,
+    mut attrs: SpanAttrs,
     hash: Hashed<'_>,
-) -> ([u8; 16], Span) {
+) -> ([u8; 16], WireSpan) {
     if !start_known {
-        attrs.push(kv_bool("vcon_otel.start_unknown", true));
+        attrs.bool("vcon_otel.start_unknown", true);
     }
     add_hash_attrs(&mut attrs, hash, r.hash_of_input);
     let trace_id = r.trace_id;
@@ -107,7 +106,7 @@ fn step_span(
 }
 
 /// A step's span as finished: its producer is the record's, else the one its run opened with.
-fn step_finished(span: Span, r: &Record, run: Option<&OpenRun>) -> FinishedSpan {
+fn step_finished(span: WireSpan, r: &Record, run: Option<&OpenRun>) -> FinishedSpan {
     let producer = r.producer.clone().or_else(|| run.and_then(|x| x.producer.as_deref().cloned()));
     FinishedSpan { span, producer, acks: vec![], root_of: None, terminal: None }
 }
@@ -146,21 +145,21 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
         None => "chain unknown".to_string(),
     };
     let mut s = new_span(trace_id, ids::span_id(&vcon_uuid, &run_id, SpanRole::Root), None, name, span::SpanKind::Consumer, start, end_ns);
-    let mut attrs = vec![kv_str("vcon.uuid", vcon_uuid.clone()), kv_str("vcon.run.id", run_id.clone())];
+    let mut attrs = SpanAttrs::with_capacity(ATTRS_BYTES);
+    attrs.str("vcon.uuid", &vcon_uuid).str("vcon.run.id", &run_id);
     if let Some(c) = &chain {
-        attrs.push(kv_str("vcon.chain.name", c.clone()));
+        attrs.str("vcon.chain.name", c);
     }
-    attrs.push(kv_str("vcon.run.outcome", outcome.as_str()));
+    attrs.str("vcon.run.outcome", outcome.as_str());
     if let Some(l) = links {
-        attrs.push(kv_str("vcon.chain.links", l.join(",")));
-        attrs.push(kv_int("vcon.chain.link_count", l.len() as i64));
+        attrs.str("vcon.chain.links", &l.join(",")).int("vcon.chain.link_count", l.len() as i64);
     }
     run_attrs(&mut attrs, &vcon_uuid, run.as_ref(), end_r);
     s.attributes = attrs;
     let mut acks = Vec::new();
     let mut producer = end_r.and_then(|r| r.producer.clone());
     if let Some(o) = run {
-        s.events = o.span_events();
+        o.add_span_events(&mut s);
         add_traceparent_link(&mut s, o.traceparent());
         add_prev_run_link(&mut s, o.prev_run());
         s.dropped_events_count = o.dropped_events;
@@ -171,13 +170,15 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
         if r.event == EventKind::ChainError {
             apply_error(&mut s, r);
         }
-        if s.links.is_empty() {
+        if !s.has_links() {
             add_traceparent_link(&mut s, r.traceparent.as_ref());
             add_prev_run_link(&mut s, r.prev_run.as_ref());
         }
     }
     if outcome == RunOutcome::Incomplete {
-        s.events.push(event(end_ns, "vcon_otel.run.incomplete", vec![kv_str("reason", "no ending record before runs.idle_timeout")]));
+        let mut a = EventAttrs::default();
+        a.str("reason", "no ending record before runs.idle_timeout");
+        s.event(end_ns, "vcon_otel.run.incomplete", &a);
     }
     let labels = m.chain_labels(chain.as_deref().unwrap_or("unknown"), outcome.as_str());
     m.chain_duration.get_or_create(&labels).observe(secs(start, end_ns), metrics::exemplar(&trace_id), None);
@@ -187,23 +188,23 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
 
 /// The root's attributes from the run as a whole: final UUID, ingress list, entering/final hashes
 /// (the hash-chain value is added by the assembler, from the run's journal).
-fn run_attrs(attrs: &mut Vec<KeyValue>, vcon_uuid: &str, run: Option<&OpenRun>, end: Option<&Record>) {
+fn run_attrs(attrs: &mut SpanAttrs, vcon_uuid: &str, run: Option<&OpenRun>, end: Option<&Record>) {
     let final_uuid = end
         .and_then(|r| if r.event == EventKind::TracerCall { r.in_vcon_uuid.clone() } else { r.out_vcon_uuid.clone() })
         .or_else(|| run.and_then(|o| o.final_uuid.as_deref().map(str::to_string)));
     if let Some(f) = final_uuid.filter(|f| f != vcon_uuid) {
-        attrs.push(kv_str("vcon.uuid.final", f));
+        attrs.str("vcon.uuid.final", &f);
     }
-    if let Some(i) = end.and_then(|r| r.ingress_list.clone()).or_else(|| run.and_then(|o| o.ingress_list.as_deref().map(str::to_string))) {
-        attrs.push(kv_str("vcon.ingress_list", i));
+    if let Some(i) = end.and_then(|r| r.ingress_list.as_deref()).or_else(|| run.and_then(|o| o.ingress_list.as_deref())) {
+        attrs.str("vcon.ingress_list", i);
     }
     if let Some(h) = run.and_then(|o| o.entering_hash.as_ref()) {
-        attrs.push(kv_str("vcon.hash.entering", h.hex()));
+        attrs.str("vcon.hash.entering", &h.hex());
     } else if let Some(why) = run.and_then(|o| o.entering_unknown()) {
-        attrs.push(kv_str("vcon.hash.entering_unknown", why));
+        attrs.str("vcon.hash.entering_unknown", why);
     }
     if let Some(h) = run.and_then(|o| o.last_hash.as_ref()) {
-        attrs.push(kv_str("vcon.hash.final", h.hex()));
+        attrs.str("vcon.hash.final", &h.hex());
     }
 }
 
@@ -231,23 +232,19 @@ pub fn tracer_outcome(r: &Record, t: &TracerOutcome<'_>) -> FinishedSpan {
     };
     let seq = r.seq.unwrap_or(r.ts_ns);
     let end = t.end_ns.max(t.start_ns);
-    let mut attrs = vec![
-        kv_str("vcon.uuid", r.vcon_uuid.clone()),
-        kv_str("vcon.run.id", r.run.clone()),
-        kv_str("vcon.tracer.name", t.tracer),
-        kv_str("vcon.tracer.module", t.module),
-        kv_str("vcon.tracer.outcome", t.outcome),
-        kv_int("vcon.tracer.attempts", t.attempts as i64),
-    ];
-    let mut event_attrs = vec![kv_str("outcome", t.outcome)];
+    let mut attrs = SpanAttrs::with_capacity(ATTRS_BYTES);
+    attrs.str("vcon.uuid", &r.vcon_uuid).str("vcon.run.id", &r.run).str("vcon.tracer.name", t.tracer);
+    attrs.str("vcon.tracer.module", t.module).str("vcon.tracer.outcome", t.outcome).int("vcon.tracer.attempts", t.attempts as i64);
+    let mut event_attrs = EventAttrs::default();
+    event_attrs.str("outcome", t.outcome);
     for (k, v) in t.attributes {
-        attrs.push(kv_str(k, v.clone()));
-        event_attrs.push(kv_str(k, v.clone()));
+        attrs.str(k, v);
+        event_attrs.str(k, v);
     }
     let mut st = None;
     if let Some(e) = t.error {
-        st = Some(Status { code: status::StatusCode::Error as i32, message: e.to_string() });
-        event_attrs.push(kv_str("error", e));
+        st = Some((status::StatusCode::Error, e.to_string()));
+        event_attrs.str("error", e);
     }
     let trace_id = r.trace_id;
     let mut s = new_span(
@@ -260,7 +257,7 @@ pub fn tracer_outcome(r: &Record, t: &TracerOutcome<'_>) -> FinishedSpan {
         end,
     );
     s.attributes = attrs;
-    s.events.push(event(end, "tracer.outcome", event_attrs));
+    s.event(end, "tracer.outcome", &event_attrs);
     s.status = st;
     FinishedSpan { span: s, producer: r.producer.clone(), acks: vec![], root_of: None, terminal: None }
 }
@@ -322,111 +319,91 @@ impl RunEvent {
     }
 }
 
-/// The span event of `e`, a record of the run of vCon `vcon_uuid`.
-pub fn run_event(e: &RunEvent, vcon_uuid: &str) -> span::Event {
+/// Adds the span event of `e`, a record of the run of vCon `vcon_uuid`, to `s`; `attrs` is a
+/// scratch buffer (cleared here), kept by a caller that adds many.
+pub fn add_run_event(s: &mut WireSpan, e: &RunEvent, vcon_uuid: &str, attrs: &mut EventAttrs) {
+    attrs.clear();
     if e.kind != EventKind::TracerCall {
-        let attrs = e.text.iter().map(|i| kv_str("vcon.ingress_list", &**i)).collect();
-        return event(e.ts_ns, e.kind.as_str(), attrs);
+        if let Some(i) = &e.text {
+            attrs.str("vcon.ingress_list", i);
+        }
+        return s.event(e.ts_ns, e.kind.as_str(), attrs);
     }
     let link_index = Some(e.link_index).filter(|_| e.has_link_index);
-    let mut attrs = vec![kv_str("vcon.tracer.name", e.text.as_deref().unwrap_or_default()), kv_int("vcon.link.index", link_index.unwrap_or(-1))];
+    attrs.str("vcon.tracer.name", e.text.as_deref().unwrap_or_default()).int("vcon.link.index", link_index.unwrap_or(-1));
     if let Some(i) = e.uuid(e.in_is_run, 0, vcon_uuid) {
-        attrs.push(kv_str("vcon.tracer.in_vcon_uuid", i));
+        attrs.str("vcon.tracer.in_vcon_uuid", i);
     }
     if let Some(o) = e.uuid(e.out_is_run, 1, vcon_uuid) {
-        attrs.push(kv_str("vcon.tracer.out_vcon_uuid", o));
+        attrs.str("vcon.tracer.out_vcon_uuid", o);
     }
     if e.has_call_ns {
-        attrs.push(kv_int("vcon.tracer.call_ns", e.call_ns as i64));
+        attrs.int("vcon.tracer.call_ns", e.call_ns as i64);
     }
     let name = if link_index == Some(-1) { "tracer.pre_chain" } else { "tracer.call" };
-    event(e.ts_ns, name, attrs)
-}
-
-fn event(ts: u64, name: &str, attributes: Vec<KeyValue>) -> span::Event {
-    span::Event { time_unix_nano: ts, name: name.into(), attributes, dropped_attributes_count: 0 }
+    s.event(e.ts_ns, name, attrs)
 }
 
 fn secs(start: u64, end: u64) -> f64 {
     end.saturating_sub(start) as f64 / 1e9
 }
 
-fn new_span(trace_id: [u8; 16], span_id: [u8; 8], parent: Option<[u8; 8]>, name: String, kind: span::SpanKind, start: u64, end: u64) -> Span {
-    Span {
-        trace_id: trace_id.to_vec(),
-        span_id: span_id.to_vec(),
-        parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
-        // W3C sampled flag; bit 8 says whether the parent is remote (it is not).
-        flags: 0x100 | 0x01,
-        name,
-        kind: kind as i32,
-        start_time_unix_nano: start,
-        end_time_unix_nano: end.max(start),
-        ..Default::default()
-    }
+fn new_span(trace_id: [u8; 16], span_id: [u8; 8], parent: Option<[u8; 8]>, name: String, kind: span::SpanKind, start: u64, end: u64) -> WireSpan {
+    // Flags: the W3C sampled flag; bit 8 says whether the parent is remote (it is not).
+    WireSpan::new(trace_id, span_id, parent, 0x100 | 0x01, name, kind, start, end.max(start))
 }
 
-fn common_attrs(r: &Record, vcon_uuid: &str, chain: Option<&str>) -> Vec<KeyValue> {
-    let mut a = vec![kv_str("vcon.uuid", vcon_uuid.to_string()), kv_str("vcon.run.id", r.run.clone())];
+/// Room for a span's usual attributes (about 10, mostly UUIDs and hashes), so they rarely grow.
+const ATTRS_BYTES: usize = 512;
+
+fn common_attrs(r: &Record, vcon_uuid: &str, chain: Option<&str>) -> SpanAttrs {
+    let mut a = SpanAttrs::with_capacity(ATTRS_BYTES);
+    a.str("vcon.uuid", vcon_uuid).str("vcon.run.id", &r.run);
     if let Some(c) = chain {
-        a.push(kv_str("vcon.chain.name", c.to_string()));
+        a.str("vcon.chain.name", c);
     }
     a
 }
 
-fn add_hash_attrs(attrs: &mut Vec<KeyValue>, hashed: Hashed<'_>, of_input: bool) {
+fn add_hash_attrs(attrs: &mut SpanAttrs, hashed: Hashed<'_>, of_input: bool) {
     let Some(h) = hashed.hash else {
         if let Some(why) = hashed.unknown {
-            attrs.push(kv_str("vcon.hash.unknown", why));
+            attrs.str("vcon.hash.unknown", why);
         }
         return;
     };
-    attrs.push(kv_str("vcon.hash.sha256", h.sha256_hex.clone()));
+    attrs.str("vcon.hash.sha256", &h.sha256_hex);
     if of_input {
-        attrs.push(kv_str("vcon.hash.subject", "input"));
+        attrs.str("vcon.hash.subject", "input");
     }
     if let Some(t) = &h.sha512_token {
-        attrs.push(kv_str("vcon.hash.sha512", t.clone()));
+        attrs.str("vcon.hash.sha512", t);
     }
     if let Some([p, d, an, at]) = h.counts {
-        attrs.push(kv_int("vcon.parties.count", p as i64));
-        attrs.push(kv_int("vcon.dialogs.count", d as i64));
-        attrs.push(kv_int("vcon.analyses.count", an as i64));
-        attrs.push(kv_int("vcon.attachments.count", at as i64));
+        attrs.int("vcon.parties.count", p as i64).int("vcon.dialogs.count", d as i64);
+        attrs.int("vcon.analyses.count", an as i64).int("vcon.attachments.count", at as i64);
     }
 }
 
-fn apply_error(s: &mut Span, r: &Record) {
+fn apply_error(s: &mut WireSpan, r: &Record) {
     let Some(e) = &r.error else { return };
-    s.status = Some(Status { code: status::StatusCode::Error as i32, message: e.message.clone() });
-    s.attributes.push(kv_str("error.type", e.error_type.clone()));
-    s.events.push(event(
-        r.ts_ns,
-        "exception",
-        vec![kv_str("exception.type", e.error_type.clone()), kv_str("exception.message", e.message.clone())],
-    ));
+    s.status = Some((status::StatusCode::Error, e.message.clone()));
+    s.attributes.str("error.type", &e.error_type);
+    let mut a = EventAttrs::default();
+    a.str("exception.type", &e.error_type).str("exception.message", &e.message);
+    s.event(r.ts_ns, "exception", &a);
 }
 
-fn add_traceparent_link(s: &mut Span, tp: Option<&TraceParent>) {
+fn add_traceparent_link(s: &mut WireSpan, tp: Option<&TraceParent>) {
     let Some(tp) = tp else { return };
-    s.links.push(span::Link {
-        trace_id: tp.trace_id.to_vec(),
-        span_id: tp.span_id.to_vec(),
-        trace_state: String::new(),
-        attributes: vec![kv_str("vcon_otel.link.type", "conserver_span")],
-        dropped_attributes_count: 0,
-        flags: tp.flags as u32 | 0x100 | 0x200,
-    });
+    let mut a = LinkAttrs::default();
+    a.str("vcon_otel.link.type", "conserver_span");
+    s.link(&tp.trace_id, &tp.span_id, tp.flags as u32 | 0x100 | 0x200, &a);
 }
 
-fn add_prev_run_link(s: &mut Span, prev: Option<&RunRef>) {
+fn add_prev_run_link(s: &mut WireSpan, prev: Option<&RunRef>) {
     let Some(p) = prev else { return };
-    s.links.push(span::Link {
-        trace_id: ids::trace_id(&p.vcon_uuid, &p.run).to_vec(),
-        span_id: ids::span_id(&p.vcon_uuid, &p.run, SpanRole::Root).to_vec(),
-        trace_state: String::new(),
-        attributes: vec![kv_str("vcon_otel.link.type", "previous_run"), kv_str("vcon.run.id", p.run.clone())],
-        dropped_attributes_count: 0,
-        flags: 0x100 | 0x01,
-    });
+    let mut a = LinkAttrs::default();
+    a.str("vcon_otel.link.type", "previous_run").str("vcon.run.id", &p.run);
+    s.link(&ids::trace_id(&p.vcon_uuid, &p.run), &ids::span_id(&p.vcon_uuid, &p.run, SpanRole::Root), 0x100 | 0x01, &a);
 }

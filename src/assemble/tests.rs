@@ -28,8 +28,18 @@ fn call(i: i64, ts: u64, start: u64, inn: &str, out: &str) -> Value {
            "producer":{"host":"h","pid":7}})
 }
 
-fn spans(out: &[Output]) -> Vec<&FinishedSpan> {
-    out.iter().filter_map(|o| if let Output::Span(s) = o { Some(s) } else { None }).collect()
+/// A finished span with its span decoded into `prost`'s message, to look into.
+struct Got {
+    span: crate::otlp::Span,
+    root_of: Option<crate::stream::done::RunDone>,
+    terminal: Option<Box<AuditRecord>>,
+    acks: Vec<Entry>,
+}
+
+fn spans(out: &[Output]) -> Vec<Got> {
+    out.iter()
+        .filter_map(|o| if let Output::Span(s) = o { Some(Got { span: s.span.to_proto(), root_of: s.root_of.clone(), terminal: s.terminal.clone(), acks: s.acks.clone() }) } else { None })
+        .collect()
 }
 
 /// Feeds records; returns every output and the entry IDs acknowledged by them.
@@ -58,7 +68,7 @@ fn three_link_chain_is_one_root_with_three_children_in_order() {
     let (out, acked) = feed(&mut a, vec![call(-1, 110, 100, "u1", "u1"), call(0, 200, 120, "u1", "u1"), call(1, 300, 210, "u1", "u1"), call(2, 400, 310, "u1", "u1")]);
     let s = spans(&out);
     assert_eq!(s.len(), 4);
-    let root = s[3];
+    let root = &s[3];
     assert_eq!(root.span.name, "chain unknown");
     assert!(root.span.parent_span_id.is_empty());
     assert_eq!((root.span.start_time_unix_nano, root.span.end_time_unix_nano), (100, 400));
@@ -142,6 +152,7 @@ fn a_run_without_an_end_is_closed_incomplete_after_the_idle_timeout() {
     let expired = a.expire(t0 + Duration::from_secs(11));
     assert_eq!(expired.len(), 1);
     let Some(Output::Span(root)) = a.close_incomplete(expired.into_iter().next().unwrap(), None).pop() else { panic!() };
+    let root = &spans(&[Output::Span(root)])[0];
     assert_eq!(attr_str(&root.span.attributes, "vcon.run.outcome"), Some("incomplete"));
     assert_eq!(ids_of(&root.acks), ["e0"]);
     assert_eq!(root.span.end_time_unix_nano, 200, "ends at the last record seen");
@@ -182,7 +193,7 @@ fn previous_run_and_conserver_context_become_span_links() {
         "prev_run": {"vcon_uuid": "u0", "run": "r0"}}));
     open["links"] = json!(["a"]);
     let (out, _) = feed(&mut a, vec![open, hooked("chain_complete", json!({}))]);
-    let root = spans(&out)[0];
+    let root = &spans(&out)[0];
     assert_eq!(root.span.links.len(), 2);
     assert_eq!(root.span.links[0].trace_id, hex::decode("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
     assert_eq!(root.span.links[1].trace_id, ids::trace_id("u0", "r0").to_vec());

@@ -6,11 +6,11 @@
 //! timeout (its own deadline, so an expiry is classified as a timeout, never as "unavailable").
 //! Retrying is the caller's job (`export::Stage`, through `retry`).
 //!
-//! Each attempt encodes the request once, straight from the caller's borrowed value, and sends those
-//! bytes (gRPC through [`EncodedCodec`], HTTP as the body): the request is never copied.
+//! The caller encodes the request once (`export::request`); every attempt sends those bytes (gRPC
+//! through [`EncodedCodec`], HTTP as the body, compressed per attempt when configured).
 
 use crate::config::{Compression, Export, Protocol};
-use crate::otlp::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use crate::otlp::ExportTraceServiceResponse;
 use crate::retry::{Failure, Reason};
 use prost::Message;
 use std::io::Write;
@@ -113,10 +113,10 @@ impl Client {
     }
 
     /// One export attempt.
-    pub async fn send(&self, req: &ExportTraceServiceRequest) -> Result<Accepted, Failure> {
+    pub async fn send(&self, body: &bytes::Bytes) -> Result<Accepted, Failure> {
         match self {
             Client::Grpc { client, headers, timeout } => {
-                let mut request = tonic::Request::new(bytes::Bytes::from(super::request::encode(req)));
+                let mut request = tonic::Request::new(body.clone());
                 // Tells the server our deadline (grpc-timeout); we enforce it ourselves below.
                 request.set_timeout(*timeout);
                 for (k, v) in headers.iter() {
@@ -130,14 +130,13 @@ impl Client {
                 }
             }
             Client::Http { client, url, compression } => {
-                let raw = super::request::encode(req);
                 let (body, encoding) = match compression {
-                    Compression::None => (raw, None),
+                    Compression::None => (body.clone(), None),
                     Compression::Gzip => {
                         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                        enc.write_all(&raw).and_then(|_| enc.finish()).map(|b| (b, Some("gzip"))).expect("in-memory gzip")
+                        enc.write_all(body).and_then(|_| enc.finish()).map(|b| (b.into(), Some("gzip"))).expect("in-memory gzip")
                     }
-                    Compression::Zstd => (zstd::bulk::compress(&raw, 1).expect("in-memory zstd"), Some("zstd")),
+                    Compression::Zstd => (zstd::bulk::compress(body, 1).expect("in-memory zstd").into(), Some("zstd")),
                 };
                 let mut rb = client.post(url.as_str()).header("content-type", "application/x-protobuf").body(body);
                 if let Some(e) = encoding {

@@ -21,7 +21,6 @@ pub mod terminal;
 use crate::assemble::Output;
 use crate::compliance::audit_log::{AuditLog, AuditRecord};
 use crate::metrics::{Metrics, OutcomeLabel, ReasonLabel};
-use crate::otlp::ExportTraceServiceRequest;
 use crate::retry::{self, Attempts, Failure, Policy, Reason};
 use crate::stream::{Ack, DeadLetter, DeadLetters, Entry};
 use client::Client;
@@ -77,8 +76,8 @@ impl Stage {
             if !finished.is_empty() {
                 self.metrics.export_batch_spans.observe(finished.len() as f64);
                 let n = finished.len();
-                let (req, entries, done) = request::build(&self.settings.service_name, &mut finished);
-                if !self.deliver(&req, n, &entries, &mut give_up).await {
+                let (body, entries, done) = request::build(&self.settings.service_name, &mut finished);
+                if !self.deliver(&body.into(), n, &entries, &mut give_up).await {
                     tracing::warn!(spans = n, "shutdown deadline passed while the collector was failing; the entries stay pending and are exported after a restart");
                     return;
                 }
@@ -101,12 +100,12 @@ impl Stage {
     /// Sends one batch until accepted or permanently rejected; false when told to give up first.
     /// The bridge's `export` span: attempts made and how it ended (`record_outcome`).
     #[tracing::instrument(name = "export", level = "debug", skip_all, fields(otel.kind = "client", vcon_otel.export.spans = n, messaging.batch.message_count = entries.len(), vcon_otel.export.attempts = tracing::field::Empty, vcon_otel.export.outcome = tracing::field::Empty, otel.status_code = tracing::field::Empty))]
-    async fn deliver(&mut self, req: &ExportTraceServiceRequest, n: usize, entries: &[Entry], give_up: &mut watch::Receiver<bool>) -> bool {
+    async fn deliver(&mut self, body: &bytes::Bytes, n: usize, entries: &[Entry], give_up: &mut watch::Receiver<bool>) -> bool {
         let n = n as u64;
         let metrics = self.metrics.clone();
         let (client, term) = match &mut self.sink {
             Sink::Terminal(t) => {
-                t.show(req);
+                t.show(&request::decode(body));
                 metrics.spans_exported.get_or_create(&OutcomeLabel { outcome: "accepted" }).inc_by(n);
                 return true;
             }
@@ -122,7 +121,7 @@ impl Stage {
         };
         let out = loop {
             let started = Instant::now();
-            let r = client.send(req).await;
+            let r = client.send(body).await;
             let outcome = match &r {
                 Ok(_) => "ok",
                 Err(f) if f.reason() == Reason::Timeout => "timeout",
@@ -143,7 +142,7 @@ impl Stage {
                     tracing::warn!(rejected, message = %acc.message, "collector accepted the batch partially; the rejected spans are not retried");
                 }
                 if let Some(t) = term {
-                    t.show(req);
+                    t.show(&request::decode(body));
                 }
                 true
             }

@@ -1,131 +1,83 @@
-//! One OTLP export request from a batch of finished spans: one resource per producer instance
-//! (`service.instance.id` = `host:pid`), one scope (`vcon-otel`); and its protobuf encoding
-//! ([`encode`]).
+//! One OTLP export request from a batch of finished spans, encoded: one resource per producer
+//! instance (`service.instance.id` = `host:pid`), one scope (`vcon-otel`), the spans as the
+//! assembler wrote them ([`WireSpan`]).
+//!
+//! Contract: the bytes are exactly what `prost` writes for the equivalent
+//! `ExportTraceServiceRequest` (`Message::encode_to_vec`; the tests compare them). Each level's
+//! length is computed once from its parts' lengths, and the bytes are written once, into a buffer
+//! of the exact size: a span's attributes, events and links are copied, not encoded again.
 
 use crate::assemble::FinishedSpan;
-use crate::otlp::{kv_int, kv_str, ExportTraceServiceRequest, InstrumentationScope, Resource, ResourceSpans, ScopeSpans};
-use prost::Message;
+use crate::otlp::wire::{field_len, header, ResourceAttrs, WireSpan};
+use crate::otlp::ExportTraceServiceRequest;
 use crate::stream::{done::RunDone, Entry};
+use prost::Message;
 use std::collections::BTreeMap;
 
-/// Groups spans by producer instance into one request, draining `spans` (its capacity is kept for
-/// the next batch); returns the request with the entries the spans acknowledge and the runs whose
-/// root is among them.
-pub fn build(service_name: &str, spans: &mut Vec<FinishedSpan>) -> (ExportTraceServiceRequest, Vec<Entry>, Vec<RunDone>) {
+/// `InstrumentationScope { name: "vcon-otel" (1), version (2) }`, encoded.
+const SCOPE_NAME: &str = "vcon-otel";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Encodes the spans (draining `spans`; its capacity is kept for the next batch), grouped by
+/// producer instance; returns the request's bytes with the entries the spans acknowledge and the
+/// runs whose root is among them.
+pub fn build(service_name: &str, spans: &mut Vec<FinishedSpan>) -> (Vec<u8>, Vec<Entry>, Vec<RunDone>) {
     let mut acks = Vec::with_capacity(spans.iter().map(|s| s.acks.len()).sum());
     let mut done = Vec::new();
-    let mut by_producer: BTreeMap<Option<(String, u64)>, Vec<crate::otlp::Span>> = BTreeMap::new();
+    let mut by_producer: BTreeMap<Option<(String, u64)>, Vec<WireSpan>> = BTreeMap::new();
     for s in spans.drain(..) {
         acks.extend(s.acks);
         done.extend(s.root_of);
         by_producer.entry(s.producer.map(|p| (p.host, p.pid))).or_default().push(s.span);
     }
-    let resource_spans = by_producer
-        .into_iter()
-        .map(|(producer, spans)| {
-            let mut attributes = vec![kv_str("service.name", service_name)];
-            if let Some((host, pid)) = producer {
-                attributes.push(kv_str("service.instance.id", format!("{host}:{pid}")));
-                attributes.push(kv_str("host.name", host));
-                attributes.push(kv_int("process.pid", pid as i64));
-            }
-            attributes.push(kv_str("telemetry.sdk.name", "vcon-otel"));
-            attributes.push(kv_str("telemetry.sdk.version", env!("CARGO_PKG_VERSION")));
-            ResourceSpans {
-                resource: Some(Resource { attributes, ..Default::default() }),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope {
-                        name: "vcon-otel".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
-                    spans,
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            }
-        })
-        .collect();
-    (ExportTraceServiceRequest { resource_spans }, acks, done)
+    let groups: Vec<_> = by_producer.into_iter().map(|(p, spans)| (resource(service_name, p.as_ref()), spans)).collect();
+    (encode(&groups), acks, done)
 }
 
-/// The request's protobuf encoding: byte for byte what `prost` writes (`Message::encode_to_vec`),
-/// but each span's length is computed once and the bytes are written once, into a buffer of the
-/// exact size. (`prost` computes a nested message's length again at every enclosing level, four
-/// times per span for the request, its resource and its scope; here a resource's and a scope's
-/// own fields, one each per producer, are measured twice.) The outer levels are written
-/// here; every span, resource and scope is encoded by `prost` (`encode_raw`: the message's fields
-/// without its length, which is written here).
-pub fn encode(req: &ExportTraceServiceRequest) -> Vec<u8> {
-    // Pass 1: lengths (each span's once, kept in order), from the innermost level out.
-    let mut span_lens = Vec::new();
-    let mut scope_lens = Vec::new();
-    let mut resource_lens = Vec::new();
-    for ResourceSpans { resource, scope_spans, schema_url } in &req.resource_spans {
-        let mut rs = resource.as_ref().map_or(0, |r| field_len(r.encoded_len())) + string_len(schema_url);
-        for ScopeSpans { scope, spans, schema_url } in scope_spans {
-            let mut ss = scope.as_ref().map_or(0, |s| field_len(s.encoded_len())) + string_len(schema_url);
-            for span in spans {
-                let n = span.encoded_len();
-                span_lens.push(n);
-                ss += field_len(n);
-            }
-            scope_lens.push(ss);
-            rs += field_len(ss);
-        }
-        resource_lens.push(rs);
+/// A resource's attributes: the service, the producer instance when known, the SDK.
+fn resource(service_name: &str, producer: Option<&(String, u64)>) -> ResourceAttrs {
+    let mut a = ResourceAttrs::default();
+    a.str("service.name", service_name);
+    if let Some((host, pid)) = producer {
+        a.str("service.instance.id", &format!("{host}:{pid}")).str("host.name", host).int("process.pid", *pid as i64);
     }
-    // Pass 2: the bytes, in field order.
-    let mut out = Vec::with_capacity(resource_lens.iter().map(|n| field_len(*n)).sum());
-    let (mut span_len, mut scope_len) = (span_lens.into_iter(), scope_lens.into_iter());
-    for (ResourceSpans { resource, scope_spans, schema_url }, rs) in req.resource_spans.iter().zip(resource_lens) {
+    a.str("telemetry.sdk.name", "vcon-otel").str("telemetry.sdk.version", VERSION);
+    a
+}
+
+/// `ExportTraceServiceRequest { resource_spans (1): [ResourceSpans { resource (1), scope_spans
+/// (2): [ScopeSpans { scope (1), spans (2) }] }] }`, one `ResourceSpans` per group.
+fn encode(groups: &[(ResourceAttrs, Vec<WireSpan>)]) -> Vec<u8> {
+    let scope_len = field_len(1, SCOPE_NAME.len()) + field_len(2, VERSION.len());
+    let span_lens: Vec<Vec<usize>> = groups.iter().map(|(_, spans)| spans.iter().map(WireSpan::encoded_len).collect()).collect();
+    let lens: Vec<(usize, usize)> = groups
+        .iter()
+        .zip(&span_lens)
+        .map(|((res, _), lens)| {
+            let ss = field_len(1, scope_len) + lens.iter().map(|n| field_len(2, *n)).sum::<usize>();
+            (field_len(1, res.as_bytes().len()) + field_len(2, ss), ss)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(lens.iter().map(|(rs, _)| field_len(1, *rs)).sum());
+    for (((res, spans), lens), (rs, ss)) in groups.iter().zip(&span_lens).zip(lens) {
         header(1, rs, &mut out);
-        if let Some(r) = resource {
-            message(1, r, r.encoded_len(), &mut out);
+        header(1, res.as_bytes().len(), &mut out);
+        out.extend_from_slice(res.as_bytes());
+        header(2, ss, &mut out);
+        header(1, scope_len, &mut out);
+        crate::otlp::wire::bytes(1, SCOPE_NAME.as_bytes(), &mut out);
+        crate::otlp::wire::bytes(2, VERSION.as_bytes(), &mut out);
+        for (span, len) in spans.iter().zip(lens) {
+            header(2, *len, &mut out);
+            span.encode_raw(&mut out);
         }
-        for ScopeSpans { scope, spans, schema_url } in scope_spans {
-            header(2, scope_len.next().expect("one length per scope"), &mut out);
-            if let Some(s) = scope {
-                message(1, s, s.encoded_len(), &mut out);
-            }
-            for span in spans {
-                message(2, span, span_len.next().expect("one length per span"), &mut out);
-            }
-            string(3, schema_url, &mut out);
-        }
-        string(3, schema_url, &mut out);
     }
     out
 }
 
-/// The bytes of a length-delimited field whose content is `len` bytes (tag numbers here are < 16).
-fn field_len(len: usize) -> usize {
-    1 + prost::encoding::encoded_len_varint(len as u64) + len
-}
-
-/// A proto3 string field's bytes: none when empty.
-fn string_len(s: &str) -> usize {
-    if s.is_empty() { 0 } else { field_len(s.len()) }
-}
-
-/// The tag and length of a length-delimited field.
-fn header(tag: u32, len: usize, out: &mut Vec<u8>) {
-    prost::encoding::encode_varint(u64::from(tag << 3 | 2), out);
-    prost::encoding::encode_varint(len as u64, out);
-}
-
-/// A length-delimited field holding a message of `len` bytes (written even when empty).
-fn message(tag: u32, m: &impl Message, len: usize, out: &mut Vec<u8>) {
-    header(tag, len, out);
-    m.encode_raw(out);
-}
-
-/// A proto3 string field: omitted when empty.
-fn string(tag: u32, s: &str, out: &mut Vec<u8>) {
-    if !s.is_empty() {
-        header(tag, s.len(), out);
-        out.extend_from_slice(s.as_bytes());
-    }
+/// A request's bytes decoded (the terminal view shows what was sent).
+pub fn decode(body: &[u8]) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest::decode(body).expect("build encodes a valid request")
 }
 
 #[cfg(test)]
@@ -133,36 +85,54 @@ mod tests {
     use super::*;
     use crate::assemble::FinishedSpan;
     use crate::event::Producer;
-    use crate::otlp::{kv_int, kv_str, span, Span};
+    use crate::otlp::{kv_int, kv_str, InstrumentationScope, Resource, ResourceSpans, ScopeSpans};
 
     fn finished(i: usize, producer: Option<Producer>) -> FinishedSpan {
-        let mut s = Span {
-            trace_id: vec![i as u8; 16],
-            span_id: vec![7; 8],
-            name: "x".repeat(i * 37),
-            start_time_unix_nano: i as u64,
-            end_time_unix_nano: 1 << 40,
-            attributes: (0..i % 20).map(|k| kv_str("vcon.key", "v".repeat(k * 13))).collect(),
-            ..Default::default()
-        };
-        s.events.push(span::Event { time_unix_nano: 5, name: "e".into(), attributes: vec![kv_int("n", -(i as i64))], dropped_attributes_count: 0 });
+        let mut s = WireSpan::new([i as u8; 16], [7; 8], None, 0, "x".repeat(i * 37), Default::default(), i as u64, 1 << 40);
+        (0..i % 20).for_each(|k| {
+            s.attributes.str("vcon.key", &"v".repeat(k * 13));
+        });
+        let mut e = crate::otlp::wire::EventAttrs::default();
+        e.int("n", -(i as i64));
+        s.event(5, "e", &e);
         FinishedSpan { span: s, producer, acks: vec![], root_of: None, terminal: None }
+    }
+
+    /// The request `prost` would write for the same spans, built from its own message types.
+    fn expected(service: &str, spans: &[FinishedSpan]) -> ExportTraceServiceRequest {
+        let mut by: BTreeMap<Option<(String, u64)>, Vec<_>> = BTreeMap::new();
+        for s in spans {
+            by.entry(s.producer.as_ref().map(|p| (p.host.clone(), p.pid))).or_default().push(s.span.to_proto());
+        }
+        let resource_spans = by
+            .into_iter()
+            .map(|(p, spans)| {
+                let mut attributes = vec![kv_str("service.name", service)];
+                if let Some((host, pid)) = p {
+                    attributes.extend([kv_str("service.instance.id", format!("{host}:{pid}")), kv_str("host.name", host), kv_int("process.pid", pid as i64)]);
+                }
+                attributes.extend([kv_str("telemetry.sdk.name", "vcon-otel"), kv_str("telemetry.sdk.version", VERSION)]);
+                let scope = InstrumentationScope { name: "vcon-otel".into(), version: VERSION.into(), ..Default::default() };
+                ResourceSpans {
+                    resource: Some(Resource { attributes, ..Default::default() }),
+                    scope_spans: vec![ScopeSpans { scope: Some(scope), spans, schema_url: String::new() }],
+                    schema_url: String::new(),
+                }
+            })
+            .collect();
+        ExportTraceServiceRequest { resource_spans }
     }
 
     #[test]
     fn encoding_is_byte_for_byte_what_prost_writes() {
         let p = |h: &str| Some(Producer { host: h.into(), pid: 42, thread: None });
-        let mut spans: Vec<_> = (0..300).map(|i| finished(i, if i % 3 == 0 { None } else { p(if i % 2 == 0 { "a" } else { "b" }) })).collect();
-        let (mut req, _, _) = build("svc", &mut spans);
-        assert_eq!(encode(&req), req.encode_to_vec());
-        req.resource_spans[0].schema_url = "https://opentelemetry.io/schemas/1.26.0".into();
-        req.resource_spans[1].scope_spans[0].schema_url = "s".repeat(300);
-        req.resource_spans[1].resource = Some(Default::default());
-        req.resource_spans[2].scope_spans[0].scope = None;
-        req.resource_spans[2].scope_spans.push(Default::default());
-        req.resource_spans.push(Default::default());
-        assert_eq!(encode(&req), req.encode_to_vec());
-        let empty = ExportTraceServiceRequest::default();
-        assert_eq!(encode(&empty), empty.encode_to_vec());
+        let spans: Vec<_> = (0..300).map(|i| finished(i, if i % 3 == 0 { None } else { p(if i % 2 == 0 { "a" } else { "b" }) })).collect();
+        let want = expected("svc", &spans);
+        let (body, _, _) = build("svc", &mut spans.clone());
+        assert_eq!(body, want.encode_to_vec());
+        assert_eq!(decode(&body), want);
+        assert_eq!(want.resource_spans.len(), 3);
+        let (empty, _, _) = build("svc", &mut vec![]);
+        assert_eq!(empty, ExportTraceServiceRequest::default().encode_to_vec());
     }
 }

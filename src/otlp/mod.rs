@@ -1,4 +1,7 @@
-//! Small builders for OTLP protobuf values, shared by the assembler, the exporter and the terminal view.
+//! OTLP protobuf: the span type the assembler builds and the exporter sends, written straight to
+//! protobuf ([`wire`]), and small builders for `prost`'s message values (the terminal view, tests).
+
+pub mod wire;
 
 pub use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 pub use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
