@@ -1,12 +1,14 @@
 //! Every metric of the bridge, on one owned registry (`docs/metrics.md` is the table of names).
 //!
 //! Labels that come from producers (`chain`, `link`, `storage`, `tracer`) are only ever set through
-//! the `*_labels` methods below, which pass them through the [`guard`]s: values cut to
-//! `metrics.max_label_len` bytes, at most `metrics.max_label_values` values per label and
-//! `metrics.max_series_per_family` label combinations per family, the rest reported as `other`
-//! and counted. No metric carries a vCon UUID.
+//! the methods below (`observe_*`, `tracer_call`, `*_label(s)`), which pass them through the
+//! [`guard`]s: values cut to `metrics.max_label_len` bytes, at most `metrics.max_label_values`
+//! values per label and `metrics.max_series_per_family` label combinations per family, the rest
+//! reported as `other` and counted. The per-record observations remember each input's series
+//! ([`memo`]). No metric carries a vCon UUID.
 
 pub mod guard;
+pub mod memo;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,6 +18,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 pub use guard::{Bounds, LabelGuard, SeriesGuard, OTHER};
+use memo::{Bumps, Memo};
+
+/// A duration histogram whose observations carry their trace as exemplar.
+pub type ExHistogram = HistogramWithExemplars<TraceExemplar>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceEvent {
@@ -160,6 +166,10 @@ pub struct Metrics {
     tracer_call_series: SeriesGuard,
     tracer_series: SeriesGuard,
     tracer_failure_series: SeriesGuard,
+    link_memo: Memo<ExHistogram>,
+    storage_memo: Memo<ExHistogram>,
+    chain_memo: Memo<(ExHistogram, Counter)>,
+    tracer_call_memo: Memo<(Histogram, Counter)>,
 }
 
 impl Metrics {
@@ -226,6 +236,10 @@ impl Metrics {
             labels_truncated: truncated.clone(),
             labels_folded: folded.clone(),
             series_folded: series.clone(),
+            link_memo: Memo::default(),
+            storage_memo: Memo::default(),
+            chain_memo: Memo::default(),
+            tracer_call_memo: Memo::default(),
         };
         m.register_all();
         m
@@ -286,38 +300,57 @@ impl Metrics {
 
     /// Records one tracer invocation (latency and outcome) under bounded labels.
     pub fn tracer_call(&self, tracer: &str, side: &'static str, outcome: &'static str, seconds: f64) {
-        let tracer = fold(&self.tracer_call_series, self.tracers.admit(tracer), &[side, outcome]);
-        let labels = TracerLabels { tracer, side, outcome };
-        self.tracer_duration.get_or_create(&labels).observe(seconds);
-        self.tracer_calls.get_or_create(&labels).inc();
+        let (duration, calls) = self.tracer_call_memo.get(&[tracer, side, outcome], |b| {
+            let tracer = fold(&self.tracer_call_series, self.tracers.admit(tracer, b), &[side, outcome], b);
+            let labels = TracerLabels { tracer, side, outcome };
+            (self.tracer_duration.get_or_create(&labels).clone(), self.tracer_calls.get_or_create(&labels).clone())
+        });
+        duration.observe(seconds);
+        calls.inc();
     }
 
     /// Bounded labels of a hosted tracer's retries, queue depth and DLQ pushes.
     pub fn tracer_label(&self, tracer: &str) -> TracerLabel {
-        TracerLabel { tracer: fold(&self.tracer_series, self.tracers.admit(tracer), &[]) }
+        let b = &mut Bumps::new();
+        TracerLabel { tracer: fold(&self.tracer_series, self.tracers.admit(tracer, b), &[], b) }
     }
 
     /// Bounded labels of `vcon_otel_tracer_failures_total`.
     pub fn tracer_reason_labels(&self, tracer: &str, reason: &'static str) -> TracerReasonLabels {
-        TracerReasonLabels { tracer: fold(&self.tracer_failure_series, self.tracers.admit(tracer), &[reason]), reason }
+        let b = &mut Bumps::new();
+        TracerReasonLabels { tracer: fold(&self.tracer_failure_series, self.tracers.admit(tracer, b), &[reason], b), reason }
     }
 
-    /// Bounded labels of `vcon_otel_link_duration_seconds`.
-    pub fn link_labels(&self, chain: &str, link: &str, outcome: &'static str) -> LinkLabels {
-        let (chain, link) = fold2(&self.link_series, self.chains.admit(chain), self.links.admit(link), outcome);
-        LinkLabels { chain, link, outcome }
+    /// Observes a link span's duration on `vcon_otel_link_duration_seconds` under bounded labels,
+    /// with its trace as exemplar.
+    pub fn observe_link(&self, chain: &str, link: &str, outcome: &'static str, seconds: f64, trace_id: &[u8; 16]) {
+        let h = self.link_memo.get(&[chain, link, outcome], |b| {
+            let (chain, link) = fold2(&self.link_series, self.chains.admit(chain, b), self.links.admit(link, b), outcome, b);
+            self.link_duration.get_or_create(&LinkLabels { chain, link, outcome }).clone()
+        });
+        h.observe(seconds, exemplar(trace_id), None);
     }
 
-    /// Bounded labels of `vcon_otel_storage_duration_seconds`.
-    pub fn storage_labels(&self, chain: &str, storage: &str, outcome: &'static str) -> StorageLabels {
-        let (chain, storage) = fold2(&self.storage_series, self.chains.admit(chain), self.storages.admit(storage), outcome);
-        StorageLabels { chain, storage, outcome }
+    /// Observes a storage span's duration on `vcon_otel_storage_duration_seconds`, as
+    /// [`Metrics::observe_link`].
+    pub fn observe_storage(&self, chain: &str, storage: &str, outcome: &'static str, seconds: f64, trace_id: &[u8; 16]) {
+        let h = self.storage_memo.get(&[chain, storage, outcome], |b| {
+            let (chain, storage) = fold2(&self.storage_series, self.chains.admit(chain, b), self.storages.admit(storage, b), outcome, b);
+            self.storage_duration.get_or_create(&StorageLabels { chain, storage, outcome }).clone()
+        });
+        h.observe(seconds, exemplar(trace_id), None);
     }
 
-    /// Bounded labels of `vcon_otel_chain_duration_seconds` and `vcon_otel_runs_total` (one guard:
-    /// the two families always carry the same label sets).
-    pub fn chain_labels(&self, chain: &str, outcome: &'static str) -> ChainLabels {
-        ChainLabels { chain: fold(&self.chain_series, self.chains.admit(chain), &[outcome]), outcome }
+    /// Observes a finished run: its duration on `vcon_otel_chain_duration_seconds` (trace as
+    /// exemplar) and one on `vcon_otel_runs_total`, under the same bounded labels (one guard: the
+    /// two families always carry the same label sets).
+    pub fn observe_chain(&self, chain: &str, outcome: &'static str, seconds: f64, trace_id: &[u8; 16]) {
+        let (duration, runs) = self.chain_memo.get(&[chain, outcome], |b| {
+            let labels = ChainLabels { chain: fold(&self.chain_series, self.chains.admit(chain, b), &[outcome], b), outcome };
+            (self.chain_duration.get_or_create(&labels).clone(), self.runs.get_or_create(&labels).clone())
+        });
+        duration.observe(seconds, exemplar(trace_id), None);
+        runs.inc();
     }
 
     /// The exposition in OpenMetrics text format.
@@ -329,12 +362,12 @@ impl Metrics {
 }
 
 /// `value`, or `other` when its family has no room for this combination.
-fn fold(series: &SeriesGuard, value: String, fixed: &[&str]) -> String {
-    if series.admit(&[&value], fixed) { value } else { OTHER.to_string() }
+fn fold(series: &SeriesGuard, value: String, fixed: &[&str], bumps: &mut Bumps) -> String {
+    if series.admit(&[&value], fixed, bumps) { value } else { OTHER.to_string() }
 }
 
-fn fold2(series: &SeriesGuard, a: String, b: String, outcome: &str) -> (String, String) {
-    if series.admit(&[&a, &b], &[outcome]) { (a, b) } else { (OTHER.to_string(), OTHER.to_string()) }
+fn fold2(series: &SeriesGuard, a: String, b: String, outcome: &str, bumps: &mut Bumps) -> (String, String) {
+    if series.admit(&[&a, &b], &[outcome], bumps) { (a, b) } else { (OTHER.to_string(), OTHER.to_string()) }
 }
 
 /// An exemplar for a trace ID.
@@ -349,11 +382,15 @@ mod tests {
     #[test]
     fn label_values_are_bounded() {
         let m = Metrics::new(2);
-        assert_eq!(m.chain_labels("a", "complete").chain, "a");
-        assert_eq!(m.chain_labels("b", "complete").chain, "b");
-        assert_eq!(m.chain_labels("c", "complete").chain, "other");
-        assert_eq!(m.chain_labels("a", "failed").chain, "a");
-        assert!(m.encode().contains("vcon_otel_label_values_folded_total{label=\"chain\"} 1"));
+        for (chain, outcome) in [("a", "complete"), ("b", "complete"), ("c", "complete"), ("a", "failed"), ("c", "complete")] {
+            m.observe_chain(chain, outcome, 0.1, &[1; 16]);
+        }
+        let text = m.encode();
+        for want in ["chain=\"a\",outcome=\"complete\"} 1", "chain=\"b\",outcome=\"complete\"} 1", "chain=\"other\",outcome=\"complete\"} 2", "chain=\"a\",outcome=\"failed\"} 1"] {
+            assert!(text.contains(&format!("vcon_otel_runs_total{{{want}")), "{want}: {text}");
+        }
+        assert!(!text.contains("chain=\"c\""), "{text}");
+        assert!(text.contains("vcon_otel_label_values_folded_total{label=\"chain\"} 2"), "each folded observation is counted, remembered or not: {text}");
     }
 
     #[test]
@@ -361,8 +398,7 @@ mod tests {
         let m = Metrics::with_bounds(Bounds { max_values: 100, max_len: 64, max_series: 10 });
         for c in 0..5 {
             for l in 0..5 {
-                let labels = m.link_labels(&format!("c{c}"), &format!("l{l}"), "ok");
-                m.link_duration.get_or_create(&labels).observe(0.1, None, None);
+                m.observe_link(&format!("c{c}"), &format!("l{l}"), "ok", 0.1, &[0; 16]);
             }
         }
         let text = m.encode();
@@ -383,17 +419,16 @@ mod tests {
         // 25 × 21 value pairs (within max_values per label) make more than max_series combinations.
         for i in 0..b.max_series + 25 {
             let (x, y) = (name(i % 25), name(100 + i / 25));
-            let ex = exemplar(&[i as u8; 16]);
+            let trace = [i as u8; 16];
             for s in secs {
                 for o in ["ok", "halted", "error"] {
-                    m.link_duration.get_or_create(&m.link_labels(&x, &y, o)).observe(s, ex.clone(), None);
-                    m.storage_duration.get_or_create(&m.storage_labels(&x, &y, o)).observe(s, ex.clone(), None);
+                    m.observe_link(&x, &y, o, s, &trace);
+                    m.observe_storage(&x, &y, o, s, &trace);
                     m.tracer_call(&name(i), "conserver", o, s);
                     m.tracer_call(&name(i), "bridge", o, s);
                 }
                 for o in ["complete", "halted", "failed", "incomplete"] {
-                    m.chain_duration.get_or_create(&m.chain_labels(&name(i), o)).observe(s, ex.clone(), None);
-                    m.runs.get_or_create(&m.chain_labels(&name(i), o)).inc();
+                    m.observe_chain(&name(i), o, s, &trace);
                 }
             }
             m.tracer_retries.get_or_create(&m.tracer_label(&name(i))).inc();

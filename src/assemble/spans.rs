@@ -8,7 +8,7 @@ use super::{FinishedSpan, RunOutcome};
 use crate::compliance::StepHash;
 use crate::event::{EventKind, Record, RunRef, TraceParent};
 use crate::ids::{self, SpanRole};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::otlp::wire::{EventAttrs, LinkAttrs, SpanAttrs, WireSpan};
 use crate::otlp::{span, status};
 use crate::stream::done::RunDone;
@@ -51,8 +51,7 @@ pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed
     }
     apply_error(&mut s, r);
     add_traceparent_link(&mut s, r.traceparent.as_ref());
-    let labels = m.link_labels(chain.unwrap_or("unknown"), name, outcome);
-    m.link_duration.get_or_create(&labels).observe(secs(start.0, r.ts_ns), metrics::exemplar(&trace_id), None);
+    m.observe_link(chain.unwrap_or("unknown"), name, outcome, secs(start.0, r.ts_ns), &trace_id);
     step_finished(s, r, run)
 }
 
@@ -69,8 +68,7 @@ pub fn storage(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Has
     apply_error(&mut s, r);
     add_traceparent_link(&mut s, r.traceparent.as_ref());
     let outcome = if r.event == EventKind::StorageError { "error" } else { "ok" };
-    let labels = m.storage_labels(chain.unwrap_or("unknown"), name, outcome);
-    m.storage_duration.get_or_create(&labels).observe(secs(start.0, r.ts_ns), metrics::exemplar(&trace_id), None);
+    m.observe_storage(chain.unwrap_or("unknown"), name, outcome, secs(start.0, r.ts_ns), &trace_id);
     step_finished(s, r, run)
 }
 
@@ -180,9 +178,7 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
         a.str("reason", "no ending record before runs.idle_timeout");
         s.event(end_ns, "vcon_otel.run.incomplete", &a);
     }
-    let labels = m.chain_labels(chain.as_deref().unwrap_or("unknown"), outcome.as_str());
-    m.chain_duration.get_or_create(&labels).observe(secs(start, end_ns), metrics::exemplar(&trace_id), None);
-    m.runs.get_or_create(&labels).inc();
+    m.observe_chain(chain.as_deref().unwrap_or("unknown"), outcome.as_str(), secs(start, end_ns), &trace_id);
     FinishedSpan { span: s, producer, acks, root_of: Some(RunDone { trace_id, end_ns }), terminal: None }
 }
 

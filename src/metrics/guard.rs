@@ -15,9 +15,11 @@
 //! Each guard remembers at most `max_values` values or `max_series` combinations, each at most
 //! `max_len` bytes per producer label, so the guards' own memory is bounded too.
 
+use super::memo::Bumps;
 use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::fmt::Write;
 use std::sync::Mutex;
 
 /// What a producer label is reported as once a bound is reached.
@@ -70,11 +72,12 @@ impl LabelGuard {
     }
 
     /// The value to use as a label: `value` (truncated past `max_len`) while fewer than
-    /// `max_values` values were seen, else `other`.
-    pub fn admit(&self, value: &str) -> String {
+    /// `max_values` values were seen, else `other`. Each counter bumped is pushed onto `bumps`.
+    pub fn admit(&self, value: &str, bumps: &mut Bumps) -> String {
         let short = truncate(value, self.max_len);
         if short.is_some() {
             self.truncated.inc();
+            bumps.push(self.truncated.clone());
         }
         let value = short.as_deref().unwrap_or(value);
         let mut seen = self.seen.lock().expect("label guard poisoned");
@@ -86,6 +89,7 @@ impl LabelGuard {
             return value.to_string();
         }
         self.folded.inc();
+        bumps.push(self.folded.clone());
         OTHER.to_string()
     }
 }
@@ -105,16 +109,15 @@ impl SeriesGuard {
 
     /// Whether the combination of (already admitted) producer values `producer` with the fixed
     /// labels `fixed` may be a series of its own; false means: report the producer labels as
-    /// `other`. A combination whose producer values are all `other` is always admitted.
-    pub fn admit(&self, producer: &[&str], fixed: &[&str]) -> bool {
+    /// `other`. A combination whose producer values are all `other` is always admitted. The
+    /// counter, when bumped, is pushed onto `bumps`.
+    pub fn admit(&self, producer: &[&str], fixed: &[&str], bumps: &mut Bumps) -> bool {
         if producer.iter().all(|v| *v == OTHER) {
             return true;
         }
         let mut key = String::new();
         for v in producer.iter().chain(fixed) {
-            key.push_str(&v.len().to_string());
-            key.push(':');
-            key.push_str(v);
+            let _ = write!(key, "{}:{v}", v.len());
         }
         let mut seen = self.seen.lock().expect("series guard poisoned");
         if seen.contains(&key) {
@@ -125,6 +128,7 @@ impl SeriesGuard {
             return true;
         }
         self.folded.inc();
+        bumps.push(self.folded.clone());
         false
     }
 }
@@ -152,11 +156,11 @@ mod tests {
     fn label_guard_truncates_then_caps_values_and_counts_both() {
         let (t, f) = (Counter::default(), Counter::default());
         let g = LabelGuard::new(bounds(2, 16, 10), t.clone(), f.clone());
-        assert_eq!(g.admit("a"), "a");
-        let long = g.admit(&"x".repeat(100));
+        assert_eq!(g.admit("a", &mut vec![]), "a");
+        let long = g.admit(&"x".repeat(100), &mut vec![]);
         assert_eq!(long.len(), 16);
-        assert_eq!(g.admit("c"), OTHER);
-        assert_eq!(g.admit(&"x".repeat(100)), long, "a truncated value seen before keeps its slot");
+        assert_eq!(g.admit("c", &mut vec![]), OTHER);
+        assert_eq!(g.admit(&"x".repeat(100), &mut vec![]), long, "a truncated value seen before keeps its slot");
         assert_eq!((t.get(), f.get()), (2, 1));
     }
 
@@ -164,15 +168,15 @@ mod tests {
     fn series_guard_caps_combinations_not_values() {
         let f = Counter::default();
         let g = SeriesGuard::new(bounds(10, 64, 3), f.clone());
-        assert!(g.admit(&["c1", "l1"], &["ok"]));
-        assert!(g.admit(&["c1", "l2"], &["ok"]));
-        assert!(g.admit(&["c2", "l1"], &["ok"]));
-        assert!(!g.admit(&["c2", "l2"], &["ok"]), "a fourth combination of known values is folded");
-        assert!(g.admit(&["c1", "l1"], &["ok"]), "known combinations stay");
-        assert!(g.admit(&[OTHER, OTHER], &["error"]), "the overflow series is always admitted");
+        assert!(g.admit(&["c1", "l1"], &["ok"], &mut vec![]));
+        assert!(g.admit(&["c1", "l2"], &["ok"], &mut vec![]));
+        assert!(g.admit(&["c2", "l1"], &["ok"], &mut vec![]));
+        assert!(!g.admit(&["c2", "l2"], &["ok"], &mut vec![]), "a fourth combination of known values is folded");
+        assert!(g.admit(&["c1", "l1"], &["ok"], &mut vec![]), "known combinations stay");
+        assert!(g.admit(&[OTHER, OTHER], &["error"], &mut vec![]), "the overflow series is always admitted");
         assert_eq!(f.get(), 1);
         let one = SeriesGuard::new(bounds(10, 64, 1), Counter::default());
-        assert!(one.admit(&["ab", "c"], &["ok"]));
-        assert!(!one.admit(&["a", "bc"], &["ok"]), "length prefixes keep fields apart");
+        assert!(one.admit(&["ab", "c"], &["ok"], &mut vec![]));
+        assert!(!one.admit(&["a", "bc"], &["ok"], &mut vec![]), "length prefixes keep fields apart");
     }
 }
