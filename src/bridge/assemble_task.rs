@@ -1,14 +1,15 @@
 //! The assemble task: the I/O around the (pure) assembler. Run endings get their journals first
 //! (`ends`); once a second, open runs another replica finished are acknowledged and runs idle past
 //! `runs.idle_timeout` are closed as `incomplete` (with their journals). Without Redis (the demo)
-//! it closes every run still open when its input ends.
+//! it closes every run still open when its input ends. An entry an open run takes is reported to
+//! the in-flight bound (`stream::InFlight::held_by_run`): it no longer counts as read ahead.
 
 use super::ends::{Ends, Ready, ASK_EVERY};
 use crate::assemble::{Assembler, Output};
 use crate::enrich::journal::Store;
 use crate::enrich::Item;
 use crate::metrics::Metrics;
-use crate::stream::done;
+use crate::stream::{done, InFlight};
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +21,16 @@ const QUIET: Duration = Duration::from_secs(1);
 /// Most runs asked about per sweep (one pipelined round trip).
 const ASK_AT_MOST: usize = 2_000;
 
-pub(super) async fn run(mut asm: Assembler, mut rx: mpsc::Receiver<Vec<Item>>, tx: mpsc::Sender<Output>, mut redis: Option<ConnectionManager>, journal: Store, metrics: Arc<Metrics>) {
+/// What the task reads and writes besides its channels (Redis: none in the demo).
+pub(super) struct Io {
+    pub redis: Option<ConnectionManager>,
+    pub journal: Store,
+    pub inflight: Option<InFlight>,
+}
+
+pub(super) async fn run(mut asm: Assembler, mut rx: mpsc::Receiver<Vec<Item>>, tx: mpsc::Sender<Output>, io: Io, metrics: Arc<Metrics>) {
+    let Io { mut redis, journal, inflight } = io;
+    let inflight = inflight.as_ref();
     let mut ends = Ends::new(journal, metrics.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -40,12 +50,12 @@ pub(super) async fn run(mut asm: Assembler, mut rx: mpsc::Receiver<Vec<Item>>, t
                 continue;
             }
         };
-        if !accept(&mut asm, ready, &tx).await {
+        if !accept(&mut asm, ready, &tx, inflight).await {
             return;
         }
     }
     let rest = ends.ready(Instant::now(), true).await;
-    if !accept(&mut asm, rest, &tx).await {
+    if !accept(&mut asm, rest, &tx, inflight).await {
         return;
     }
     if redis.is_none() {
@@ -59,9 +69,15 @@ pub(super) async fn run(mut asm: Assembler, mut rx: mpsc::Receiver<Vec<Item>>, t
     }
 }
 
-async fn accept(asm: &mut Assembler, ready: Vec<Ready>, tx: &mpsc::Sender<Output>) -> bool {
+async fn accept(asm: &mut Assembler, ready: Vec<Ready>, tx: &mpsc::Sender<Output>, inflight: Option<&InFlight>) -> bool {
     let now = Instant::now();
     for (item, journal) in ready {
+        // The assembler holds every record `is_held` says it does (`Assembler::accept_journaled`).
+        if let (Some(f), Item::Record(e)) = (inflight, &item) {
+            if e.record.is_held() {
+                f.held_by_run(&e.entry.id);
+            }
+        }
         if !send(tx, asm.accept_item(item, journal.as_ref(), now)).await {
             return false;
         }

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 /// Batches of entries between the reader and enrich, and of items between enrich and assemble.
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 2;
 /// Hosted tracers read this many entries at a time.
 const TRACER_READ_COUNT: usize = 64;
 
@@ -67,6 +67,8 @@ struct Wiring {
     lifecycle: crate::enrich::steps::Lifecycle,
     /// Where the main pipeline journals runs.
     journal: crate::enrich::journal::Store,
+    /// The main group's in-flight bound (none in the demo).
+    inflight: Option<InFlight>,
 }
 
 /// The channels between the stages, all bounded.
@@ -81,7 +83,7 @@ struct Channels {
 async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<bool>, give_up: watch::Receiver<bool>) -> anyhow::Result<Vec<Task>> {
     let Bridge { config, metrics, health, naming, assemble, export, sink, audit, hosted, source } = b;
     // The exporter's queue also takes hosted tracers' outcome spans (offered, dropped when full).
-    let out_depth = (config.export.as_ref().map_or(512, |e| e.max_batch_spans) * 8).max(4096);
+    let out_depth = (config.export.as_ref().map_or(512, |e| e.max_batch_spans) * 2).max(1024);
     let c = Channels {
         entries: mpsc::channel(BATCHES_IN_FLIGHT),
         items: mpsc::channel(BATCHES_IN_FLIGHT),
@@ -105,6 +107,7 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
             source: "demo",
             lifecycle: lifecycle(&config, 0),
             journal: crate::enrich::journal::Store::memory(),
+            inflight: None,
         },
         Source::Redis => {
             let parts = RedisParts { config: &config, metrics: &metrics, health: &health, naming: &naming, hosted, ingest, entry_tx, out_tx: &out_tx, ack_rx };
@@ -133,7 +136,8 @@ async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<boo
     tasks.push(task("enrich", prepare(enricher.clone(), entry_rx, prepared_tx, stop.clone())));
     tasks.push(task("journal", complete(enricher, prepared_rx, item_tx)));
     tasks.extend(w.tracers);
-    tasks.push(task("assemble", super::assemble_task::run(asm, item_rx, out_tx, w.redis, w.journal, metrics.clone())));
+    let io = super::assemble_task::Io { redis: w.redis, journal: w.journal, inflight: w.inflight };
+    tasks.push(task("assemble", super::assemble_task::run(asm, item_rx, out_tx, io, metrics.clone())));
     tasks.push(task("export", stage.run(out_rx, ack_tx, give_up)));
     tasks.push(w.ack);
     Ok(tasks)
@@ -181,7 +185,7 @@ async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::
         claim_idle: s.claim_idle,
     };
     let max_inflight = config.export.as_ref().map_or(20_000, |e| e.max_inflight);
-    let inflight = InFlight::new(max_inflight, Some(metrics.inflight_entries.clone()));
+    let inflight = InFlight::with_read_ahead(max_inflight, s.read_ahead, Some(metrics.inflight_entries.clone()));
     let mut main = Group::new(settings.clone(), reader, conn.clone(), inflight.clone());
     ensure(&mut main, &redis).await?;
     let lifecycle = lifecycle(config, hosted.iter().filter(|h| h.tracer.needs_vcon()).count() as u32);
@@ -216,12 +220,12 @@ async fn wire_redis(p: RedisParts<'_>, stop: &watch::Receiver<bool>) -> anyhow::
         let h = crate::ingest::http::serve(l, cfg.clone(), conn.clone(), s.key.clone(), metrics.clone(), health.clone(), stop.clone())?;
         sources.push(Task { name: "http ingest".into(), handle: h });
     }
-    let mut acker = Acker::new(conn.clone(), s.key.clone(), s.group.clone(), inflight, config.done_marker_ttl);
+    let mut acker = Acker::new(conn.clone(), s.key.clone(), s.group.clone(), inflight.clone(), config.done_marker_ttl);
     acker.metrics = Some(metrics.clone());
     tokio::spawn(watch_depth(conn.clone(), s.key.clone(), s.group.clone(), config.snapshot_index.clone(), metrics.clone(), stop.clone()));
     let dead = RedisDeadLetters { conn: conn.clone(), key: s.dead_letter_key.clone(), source: s.key.clone(), metrics: metrics.clone() };
     let journal = crate::enrich::journal::Store::redis(conn.clone(), config.step_record_ttl);
-    Ok(Wiring { sources, tracers, ack: task("ack", acknowledge(acker, ack_rx, stop.clone())), redis: Some(conn), dead: Arc::new(dead), source: "stream", lifecycle, journal })
+    Ok(Wiring { sources, tracers, ack: task("ack", acknowledge(acker, ack_rx, stop.clone())), redis: Some(conn), dead: Arc::new(dead), source: "stream", lifecycle, journal, inflight: Some(inflight) })
 }
 
 fn task(name: &str, f: impl std::future::Future<Output = ()> + Send + 'static) -> Task {

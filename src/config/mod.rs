@@ -81,6 +81,8 @@ pub struct RawStream {
     pub dead_letter_key: Option<String>,
     /// Entries per XREADGROUP call.
     pub read_count: Option<usize>,
+    /// Most entries moving through the stages (read, neither acknowledged nor held by an open run).
+    pub read_ahead: Option<usize>,
     pub block_ms: Option<u64>,
     /// Entries pending this long with another consumer are reclaimed (XAUTOCLAIM).
     pub claim_idle_secs: Option<u64>,
@@ -140,6 +142,10 @@ pub struct Stream {
     pub consumer: String,
     pub dead_letter_key: String,
     pub read_count: usize,
+    /// Reading pauses while this many entries move through the stages (read, and neither
+    /// acknowledged nor held by an open run; at most `export.max_inflight`, at least `read_count`;
+    /// default 4 reads). Held entries count only against `export.max_inflight`.
+    pub read_ahead: usize,
     pub block: Duration,
     pub claim_idle: Duration,
 }
@@ -265,6 +271,7 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
 /// The counts and durations that must be greater than 0, with their defaults.
 struct Limits {
     read_count: usize,
+    read_ahead: usize,
     idle_timeout_secs: u64,
     max_open: usize,
     claim_idle_secs: u64,
@@ -283,6 +290,7 @@ impl Limits {
         };
         let n = Limits {
             read_count: stream.read_count.unwrap_or(512),
+            read_ahead: stream.read_ahead.unwrap_or(4 * stream.read_count.unwrap_or(512)),
             idle_timeout_secs: runs.idle_timeout_secs.unwrap_or(300),
             max_open: runs.max_open.unwrap_or(100_000),
             claim_idle_secs: stream.claim_idle_secs.unwrap_or(60),
@@ -291,6 +299,13 @@ impl Limits {
         nonzero("runs.idle_timeout_secs", n.idle_timeout_secs);
         nonzero("runs.max_open", n.max_open as u64);
         nonzero("stream.claim_idle_secs", n.claim_idle_secs);
+        if n.read_ahead < n.read_count {
+            p.push(Problem {
+                path: "stream.read_ahead".into(),
+                message: format!("{} is smaller than stream.read_count ({})", n.read_ahead, n.read_count),
+                hint: "raise stream.read_ahead or lower stream.read_count (or remove the key: the default is 4 × read_count)".into(),
+            });
+        }
         n
     }
 }
@@ -329,6 +344,7 @@ fn resolve_stream(raw: RawStream, n: &Limits, env: &dyn Fn(&str) -> Option<Strin
         consumer,
         dead_letter_key: raw.dead_letter_key.unwrap_or_else(|| "vcon_otel:events:dead".into()),
         read_count: n.read_count,
+        read_ahead: n.read_ahead,
         block: Duration::from_millis(raw.block_ms.unwrap_or(1000)),
         claim_idle: Duration::from_secs(n.claim_idle_secs),
     }

@@ -97,3 +97,12 @@ fn chains_are_named_from_the_conserver_config() {
     assert!(!chains.contains_key(&vec!["tag".to_string()]), "ambiguous link lists name no chain");
     assert_eq!(modules["tag"], "links.tag");
 }
+
+#[test]
+fn read_ahead_defaults_to_four_reads_and_holds_at_least_one() {
+    let c = validate(parse("stream: {read_count: 100}\n").unwrap(), &env_of(&[])).unwrap();
+    assert_eq!((c.stream.read_count, c.stream.read_ahead), (100, 400));
+    let err = validate(parse("stream: {read_count: 100, read_ahead: 99}\n").unwrap(), &env_of(&[])).unwrap_err();
+    assert_eq!(err.0.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), ["stream.read_ahead"]);
+    assert!(err.to_string().contains("99 is smaller than stream.read_count (100)"), "{err}");
+}

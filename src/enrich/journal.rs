@@ -42,12 +42,12 @@ pub struct Local {
 }
 
 impl Local {
-    fn add(&mut self, t: [u8; 16], seq: u64, e: &JournalEntry) {
+    fn add(&mut self, t: [u8; 16], seq: u64, e: JournalEntry) {
         let j = self.runs.entry(t).or_insert_with(|| {
             self.order.push_back(t);
             Journal::new()
         });
-        j.insert(seq, e.clone());
+        j.insert(seq, e);
         while self.order.len() > LOCAL_RUNS {
             if let Some(old) = self.order.pop_front() {
                 self.runs.remove(&old);
@@ -80,8 +80,8 @@ impl Store {
 
     /// Writes the entries (one `HSET` and one `EXPIRE` per run), then reads the journals of `asks`
     /// (trace ID, the run's ending `seq`) that [`Local`] does not have complete, all in one
-    /// pipelined round trip; returns those journals in order.
-    pub async fn write(&self, entries: &[([u8; 16], u64, JournalEntry)], asks: &[([u8; 16], Option<u64>)]) -> Result<Vec<Option<Journal>>, redis::RedisError> {
+    /// pipelined round trip; returns those journals in order. The entries are kept by [`Local`].
+    pub async fn write(&self, entries: Vec<([u8; 16], u64, JournalEntry)>, asks: &[([u8; 16], Option<u64>)]) -> Result<Vec<Option<Journal>>, redis::RedisError> {
         if entries.is_empty() && asks.is_empty() {
             return Ok(Vec::new());
         }
@@ -92,7 +92,7 @@ impl Store {
                 let mut out: Vec<Option<Journal>> = {
                     let mut l = local.lock().expect("local journals");
                     for (t, seq, e) in entries {
-                        l.add(*t, *seq, e);
+                        l.add(t, seq, e);
                     }
                     asks.iter().map(|(t, upto)| l.take(t, *upto)).collect()
                 };
@@ -110,7 +110,7 @@ impl Store {
                 {
                     let mut m = m.lock().expect("journal map");
                     for (t, seq, e) in entries {
-                        m.entry(*t).or_default().insert(*seq, e.clone());
+                        m.entry(t).or_default().insert(seq, e);
                     }
                 }
                 Ok(self.read(asks).await)
@@ -171,7 +171,7 @@ mod tests {
     fn a_run_written_here_up_to_its_ending_is_taken_once_without_a_read() {
         let mut l = Local::default();
         for seq in 0..4 {
-            l.add([1; 16], seq, &entry(seq));
+            l.add([1; 16], seq, entry(seq));
         }
         assert_eq!(l.take(&[1; 16], Some(3)).map(|j| j.len()), Some(4));
         assert!(l.take(&[1; 16], Some(3)).is_none(), "taken: the next ask reads Redis");
@@ -180,11 +180,11 @@ mod tests {
     #[test]
     fn a_run_with_a_gap_here_is_read_back_and_forgotten() {
         let mut l = Local::default();
-        l.add([2; 16], 0, &entry(0));
-        l.add([2; 16], 2, &entry(2));
+        l.add([2; 16], 0, entry(0));
+        l.add([2; 16], 2, entry(2));
         assert!(l.take(&[2; 16], Some(2)).is_none(), "seq 1 was journaled elsewhere");
         assert!(l.runs.is_empty());
-        l.add([3; 16], 0, &entry(0));
+        l.add([3; 16], 0, entry(0));
         assert!(l.take(&[3; 16], None).is_none(), "no ending seq: never complete");
     }
 
@@ -194,7 +194,7 @@ mod tests {
         for i in 0..LOCAL_RUNS + 10 {
             let mut t = [0u8; 16];
             t[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            l.add(t, 0, &entry(0));
+            l.add(t, 0, entry(0));
         }
         assert_eq!(l.runs.len(), LOCAL_RUNS);
         assert_eq!(l.order.len(), LOCAL_RUNS);

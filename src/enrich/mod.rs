@@ -199,11 +199,12 @@ impl Enricher {
         let journaling = async {
             let store = self.journal.as_ref()?;
             let asks: Vec<_> = endings.iter().map(|(_, a)| *a).collect();
-            match store.write(&journaled, &asks).await {
+            let records = journaled.len();
+            match store.write(journaled, &asks).await {
                 Ok(journals) => Some(journals),
                 Err(e) => {
                     self.metrics.step_record_errors.inc();
-                    tracing::warn!(error = %e, records = journaled.len(), "cannot journal these records; their runs' chains will be unknown");
+                    tracing::warn!(error = %e, records, "cannot journal these records; their runs' chains will be unknown");
                     None
                 }
             }

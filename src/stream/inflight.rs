@@ -1,19 +1,31 @@
-//! Entries read by this process and not yet acknowledged, bounded by a semaphore of `max` permits:
-//! a reader takes permits before it reads ([`InFlight::reserve`]) and keeps one per entry it admits;
-//! an acknowledgement gives them back ([`InFlight::release`]). So `len() <= max` always, and reading
-//! pauses (the reserve waits) while `max` entries are out.
+//! Entries read by this process and not yet acknowledged, bounded twice:
+//! - by `max` (`export.max_inflight`): every entry read and not acknowledged, including those an
+//!   open run holds until its end;
+//! - by `ahead` (`stream.read_ahead`, at most `max`): the entries *moving* through the stages —
+//!   read, and neither acknowledged nor held by an open run ([`InFlight::held_by_run`]).
+//!
+//! A reader takes permits of both before it reads ([`InFlight::reserve`]) and keeps one of each per
+//! entry it admits; an acknowledgement gives them back ([`InFlight::release`]), and an entry an
+//! open run holds gives its `ahead` permit back when the run takes it. So `len() <= max` always, at
+//! most `ahead` entries are moving, and reading pauses (the reserve waits) at either bound. The
+//! second bound keeps the stages' working set small (a drain reads no further ahead than the
+//! stages can use) without limiting how many entries open runs may hold.
 
 use super::EntryId;
 use prometheus_client::metrics::gauge::Gauge;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 #[derive(Clone)]
 pub struct InFlight {
-    held: Arc<Mutex<HashSet<EntryId>>>,
+    /// Each entry in flight, and whether an open run holds it.
+    held: Arc<Mutex<HashMap<EntryId, bool>>>,
     permits: Arc<Semaphore>,
+    moving: Arc<Semaphore>,
     max: usize,
+    /// The read-ahead bound (`moving`'s permits).
+    ahead: usize,
     gauge: Option<Gauge>,
 }
 
@@ -23,18 +35,28 @@ pub struct InFlight {
 pub struct Reservation {
     n: usize,
     permits: Arc<Semaphore>,
+    moving: Arc<Semaphore>,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.permits.add_permits(self.n);
+        self.moving.add_permits(self.n);
     }
 }
 
 impl InFlight {
-    /// At most `max` entries in flight; `gauge` (if any) shows the current count.
+    /// At most `max` entries in flight, all of them possibly moving; `gauge` (if any) shows the
+    /// current count.
     pub fn new(max: usize, gauge: Option<Gauge>) -> InFlight {
-        InFlight { held: Default::default(), permits: Arc::new(Semaphore::new(max.max(1))), max: max.max(1), gauge }
+        InFlight::with_read_ahead(max, max, gauge)
+    }
+
+    /// At most `max` entries in flight, of which at most `ahead` (clamped to `1..=max`) moving.
+    pub fn with_read_ahead(max: usize, ahead: usize, gauge: Option<Gauge>) -> InFlight {
+        let max = max.max(1);
+        let ahead = ahead.clamp(1, max);
+        InFlight { held: Default::default(), permits: Arc::new(Semaphore::new(max)), moving: Arc::new(Semaphore::new(ahead)), max, ahead, gauge }
     }
 
     pub fn max(&self) -> usize {
@@ -49,11 +71,12 @@ impl InFlight {
         self.len() == 0
     }
 
-    /// Waits until `n` more entries may be read (at most `max`).
+    /// Waits until `n` more entries (at most the read-ahead bound) may be read and may move.
     pub async fn reserve(&self, n: usize) -> Reservation {
-        let n = n.clamp(1, self.max) as u32;
+        let n = n.clamp(1, self.ahead) as u32;
         self.permits.acquire_many(n).await.expect("the semaphore is never closed").forget();
-        Reservation { n: n as usize, permits: self.permits.clone() }
+        self.moving.acquire_many(n).await.expect("the semaphore is never closed").forget();
+        Reservation { n: n as usize, permits: self.permits.clone(), moving: self.moving.clone() }
     }
 
     /// Keeps the entries not already held here (a re-read of one we hold is dropped), one permit
@@ -62,7 +85,8 @@ impl InFlight {
         let mut held = self.held.lock().expect("inflight poisoned");
         let mut kept = Vec::with_capacity(got.len());
         for e in got {
-            if kept.len() < r.n && held.insert(id(&e).clone()) {
+            if kept.len() < r.n && !held.contains_key(id(&e)) {
+                held.insert(id(&e).clone(), false);
                 kept.push(e);
             }
         }
@@ -74,17 +98,31 @@ impl InFlight {
     /// Forgets acknowledged entries and frees their permits.
     pub fn release<'a>(&self, ids: impl IntoIterator<Item = &'a EntryId>) {
         let mut held = self.held.lock().expect("inflight poisoned");
-        let before = held.len();
+        let (mut gone, mut moved) = (0, 0);
         for id in ids {
-            held.remove(id);
+            if let Some(by_run) = held.remove(id) {
+                gone += 1;
+                moved += usize::from(!by_run);
+            }
         }
-        self.permits.add_permits(before - held.len());
+        self.permits.add_permits(gone);
+        self.moving.add_permits(moved);
         self.show(held.len());
+    }
+
+    /// An open run holds this entry until its end: it no longer counts as moving (its permit of
+    /// the read-ahead bound is freed; the one of `max` stays until it is acknowledged).
+    pub fn held_by_run(&self, id: &EntryId) {
+        let mut held = self.held.lock().expect("inflight poisoned");
+        if let Some(by_run @ false) = held.get_mut(id) {
+            *by_run = true;
+            self.moving.add_permits(1);
+        }
     }
 
     /// The IDs held now (to refresh their idle time in the group).
     pub fn snapshot(&self) -> Vec<EntryId> {
-        self.held.lock().expect("inflight poisoned").iter().cloned().collect()
+        self.held.lock().expect("inflight poisoned").keys().cloned().collect()
     }
 
     fn show(&self, n: usize) {
@@ -124,5 +162,27 @@ mod tests {
         assert!(f.admit(r, vec!["1".to_string()], |s| s).is_empty());
         assert_eq!(f.len(), 1);
         assert_eq!(f.permits.available_permits(), 9);
+    }
+
+    #[tokio::test]
+    async fn entries_held_by_runs_stop_counting_against_the_read_ahead_bound() {
+        let ids = |r: std::ops::Range<u32>| r.map(|i| i.to_string()).collect::<Vec<_>>();
+        let f = InFlight::with_read_ahead(10, 4, None);
+        let kept = f.admit(f.reserve(4).await, ids(0..4), |s| s);
+        assert_eq!(kept.len(), 4);
+        let f2 = f.clone();
+        let blocked = tokio::spawn(async move { f2.reserve(2).await.n });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!blocked.is_finished(), "4 entries moving: the read-ahead bound pauses reading although 6 of max are free");
+        f.held_by_run(&"0".to_string());
+        f.held_by_run(&"0".to_string()); // twice: one permit
+        f.held_by_run(&"1".to_string());
+        assert_eq!(tokio::time::timeout(std::time::Duration::from_secs(5), blocked).await.unwrap().unwrap(), 2);
+        // Acknowledging held entries frees no read-ahead permit; acknowledging moving ones does.
+        f.release(&ids(0..2));
+        assert_eq!((f.len(), f.moving.available_permits(), f.permits.available_permits()), (2, 2, 8));
+        f.release(&ids(2..4));
+        assert_eq!((f.len(), f.moving.available_permits(), f.permits.available_permits()), (0, 4, 10));
+        assert_eq!(InFlight::with_read_ahead(10, 4, None).reserve(9).await.n, 4, "one read asks for no more than the bound");
     }
 }
