@@ -42,6 +42,9 @@ pub type RunKey = [u8; 16];
 pub struct OpenRun {
     pub vcon_uuid: String,
     pub run: String,
+    /// The root span's ID (`ids::span_id` of the run's `Root`), the parent of every step span:
+    /// computed once per run.
+    pub(super) root_span_id: [u8; 8],
     pub(super) chain: Option<String>,
     /// Shared with the other open runs carrying the same list (`Shared`).
     pub(super) links: Option<Arc<[String]>>,
@@ -87,6 +90,7 @@ impl OpenRun {
         OpenRun {
             vcon_uuid: r.vcon_uuid.clone(),
             run: r.run.clone(),
+            root_span_id: ids::span_id(&r.vcon_uuid, &r.run, ids::SpanRole::Root),
             chain: None,
             links: None,
             start_ns: r.run_start_ns.unwrap_or(r.ts_ns),

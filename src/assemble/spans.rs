@@ -45,7 +45,8 @@ pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed
         "ok"
     };
     attrs.str("vcon.link.outcome", outcome);
-    let (trace_id, mut s) = step_span(r, SpanRole::Link(index), format!("link {name}"), span::SpanKind::Internal, start, attrs, hash);
+    let step = Step { role: SpanRole::Link(index), title: format!("link {name}"), kind: span::SpanKind::Internal };
+    let (trace_id, mut s) = step_span(r, run, step, start, attrs, hash);
     if r.event == EventKind::TracerCall {
         add_run_event(&mut s, &RunEvent::of(r), &r.vcon_uuid, &mut EventAttrs::default());
     }
@@ -64,7 +65,8 @@ pub fn storage(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Has
     if let Some(module) = &r.module {
         attrs.str("vcon.storage.module", module);
     }
-    let (trace_id, mut s) = step_span(r, SpanRole::Storage(name), format!("storage {name}"), span::SpanKind::Client, start, attrs, hash);
+    let step = Step { role: SpanRole::Storage(name), title: format!("storage {name}"), kind: span::SpanKind::Client };
+    let (trace_id, mut s) = step_span(r, run, step, start, attrs, hash);
     apply_error(&mut s, r);
     add_traceparent_link(&mut s, r.traceparent.as_ref());
     let outcome = if r.event == EventKind::StorageError { "error" } else { "ok" };
@@ -81,26 +83,27 @@ fn step_start(r: &Record, remembered: impl FnOnce() -> Option<u64>) -> (u64, boo
     }
 }
 
-/// A link or storage span, a child of the run's root, from `start` to the record's time, with its
-/// attributes completed by the unknown-start marker and the step's hash; and its trace ID.
-fn step_span(
-    r: &Record,
-    role: SpanRole<'_>,
-    title: String,
-    kind: span::SpanKind,
-    (start, start_known): (u64, bool),
-    mut attrs: SpanAttrs,
-    hash: Hashed<'_>,
-) -> ([u8; 16], WireSpan) {
+/// A link or storage span, a child of the run's root (its ID from the open run, when there is
+/// one), from `start` to the record's time, with its attributes completed by the unknown-start
+/// marker and the step's hash; and its trace ID.
+fn step_span(r: &Record, run: Option<&OpenRun>, step: Step<'_>, (start, start_known): (u64, bool), mut attrs: SpanAttrs, hash: Hashed<'_>) -> ([u8; 16], WireSpan) {
+    let Step { role, title, kind } = step;
     if !start_known {
         attrs.bool("vcon_otel.start_unknown", true);
     }
     add_hash_attrs(&mut attrs, hash, r.hash_of_input);
     let trace_id = r.trace_id;
-    let root = ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Root);
+    let root = run.map_or_else(|| ids::span_id(&r.vcon_uuid, &r.run, SpanRole::Root), |o| o.root_span_id);
     let mut s = new_span(trace_id, ids::span_id(&r.vcon_uuid, &r.run, role), Some(root), title, kind, start, r.ts_ns);
     s.attributes = attrs;
     (trace_id, s)
+}
+
+/// Which step span: its role (for its ID), name and kind.
+struct Step<'a> {
+    role: SpanRole<'a>,
+    title: String,
+    kind: span::SpanKind,
 }
 
 /// A step's span as finished: its producer is the record's, else the one its run opened with.
@@ -142,7 +145,8 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
         Some(c) => format!("chain {c}"),
         None => "chain unknown".to_string(),
     };
-    let mut s = new_span(trace_id, ids::span_id(&vcon_uuid, &run_id, SpanRole::Root), None, name, span::SpanKind::Consumer, start, end_ns);
+    let root_id = run.as_ref().map_or_else(|| ids::span_id(&vcon_uuid, &run_id, SpanRole::Root), |o| o.root_span_id);
+    let mut s = new_span(trace_id, root_id, None, name, span::SpanKind::Consumer, start, end_ns);
     let mut attrs = SpanAttrs::with_capacity(ATTRS_BYTES);
     attrs.str("vcon.uuid", &vcon_uuid).str("vcon.run.id", &run_id);
     if let Some(c) = &chain {
@@ -345,8 +349,11 @@ fn secs(start: u64, end: u64) -> f64 {
 }
 
 fn new_span(trace_id: [u8; 16], span_id: [u8; 8], parent: Option<[u8; 8]>, name: String, kind: span::SpanKind, start: u64, end: u64) -> WireSpan {
-    // Flags: the W3C sampled flag; bit 8 says whether the parent is remote (it is not).
-    WireSpan::new(trace_id, span_id, parent, 0x100 | 0x01, name, kind, start, end.max(start))
+    let mut s = WireSpan::new(trace_id, span_id, parent, name, kind);
+    // The W3C sampled flag; bit 8 says whether the parent is remote (it is not).
+    s.flags = 0x100 | 0x01;
+    (s.start_time_unix_nano, s.end_time_unix_nano) = (start, end.max(start));
+    s
 }
 
 /// Room for a span's usual attributes (about 10, mostly UUIDs and hashes), so they rarely grow.

@@ -88,7 +88,8 @@ mod tests {
     use crate::otlp::{kv_int, kv_str, InstrumentationScope, Resource, ResourceSpans, ScopeSpans};
 
     fn finished(i: usize, producer: Option<Producer>) -> FinishedSpan {
-        let mut s = WireSpan::new([i as u8; 16], [7; 8], None, 0, "x".repeat(i * 37), Default::default(), i as u64, 1 << 40);
+        let mut s = WireSpan::new([i as u8; 16], [7; 8], None, "x".repeat(i * 37), Default::default());
+        (s.start_time_unix_nano, s.end_time_unix_nano) = (i as u64, 1 << 40);
         (0..i % 20).for_each(|k| {
             s.attributes.str("vcon.key", &"v".repeat(k * 13));
         });

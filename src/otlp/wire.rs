@@ -176,9 +176,9 @@ pub struct WireSpan {
 }
 
 impl WireSpan {
-    /// A span with no attributes, events, links or status yet.
-    pub fn new(trace_id: [u8; 16], span_id: [u8; 8], parent_span_id: Option<[u8; 8]>, flags: u32, name: String, kind: span::SpanKind, start: u64, end: u64) -> Self {
-        WireSpan { trace_id, span_id, parent_span_id, flags, name, kind, start_time_unix_nano: start, end_time_unix_nano: end, ..Default::default() }
+    /// A span with no flags, times, attributes, events, links or status yet.
+    pub fn new(trace_id: [u8; 16], span_id: [u8; 8], parent_span_id: Option<[u8; 8]>, name: String, kind: span::SpanKind) -> Self {
+        WireSpan { trace_id, span_id, parent_span_id, name, kind, ..Default::default() }
     }
 
     /// Adds an event (`Span.Event`: time 1, name 2, attributes 3).
