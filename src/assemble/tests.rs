@@ -38,7 +38,7 @@ struct Got {
 
 fn spans(out: &[Output]) -> Vec<Got> {
     out.iter()
-        .filter_map(|o| if let Output::Span(s) = o { Some(Got { span: s.span.to_proto(), root_of: s.root_of.clone(), terminal: s.terminal.clone(), acks: s.acks.clone() }) } else { None })
+        .filter_map(|o| if let Output::Span(s) = o { Some(Got { span: s.span.to_proto(), root_of: s.root_of, terminal: s.terminal.clone(), acks: s.acks.clone() }) } else { None })
         .collect()
 }
 

@@ -82,7 +82,9 @@ struct Channels {
 /// Connects (Redis source), creates the groups and spawns every stage, in flow order.
 async fn start(b: Bridge, ingest: Option<TcpListener>, stop: watch::Receiver<bool>, give_up: watch::Receiver<bool>) -> anyhow::Result<Vec<Task>> {
     let Bridge { config, metrics, health, naming, assemble, export, sink, audit, hosted, source } = b;
-    // The exporter's queue also takes hosted tracers' outcome spans (offered, dropped when full).
+    // The exporter's queue: the assembler's outputs (at most `stream.read_ahead` entries' worth are
+    // moving) and hosted tracers' outcome spans (offered, dropped when full). Kept shallow: a deep
+    // queue only keeps more of the stages' data out of cache (`docs/benchmarks.md`).
     let out_depth = (config.export.as_ref().map_or(512, |e| e.max_batch_spans) * 2).max(1024);
     let c = Channels {
         entries: mpsc::channel(BATCHES_IN_FLIGHT),

@@ -14,7 +14,8 @@ use crate::stream::{done::RunDone, Entry};
 use prost::Message;
 use std::collections::BTreeMap;
 
-/// `InstrumentationScope { name: "vcon-otel" (1), version (2) }`, encoded.
+/// The scope of every span, `InstrumentationScope { name (1), version (2) }`; the version is also
+/// the resource's `telemetry.sdk.version`.
 const SCOPE_NAME: &str = "vcon-otel";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
