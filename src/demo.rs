@@ -331,7 +331,7 @@ pub async fn run(admin_addr: std::net::SocketAddr, opts: Options, idle_timeout_s
     if let Some(e) = &cfg.export {
         tracing::info!(endpoint = %e.endpoint, "also exporting over OTLP");
     }
-    let terminal = if quiet { Terminal::new(Box::new(std::io::sink())) } else { Terminal::default() };
+    let terminal = (!quiet).then(Terminal::default);
     let (tx, rx) = mpsc::channel(4096);
     // As if the user had pointed `conserver.config_file` at the simulated conserver's config.yml.
     let naming = crate::enrich::Naming { chains_by_links: chains_by_links(), ..Default::default() };

@@ -103,11 +103,13 @@ impl Bridge {
         Ok(b)
     }
 
-    /// The in-process demo: records from `rx`, spans to `terminal` (and to OTLP when configured).
-    pub fn demo(config: Config, rx: mpsc::Receiver<Entry>, terminal: Terminal, naming: Naming) -> anyhow::Result<Bridge> {
-        let sink = match &config.export {
-            Some(e) => Sink::Both(Client::new(e)?, terminal),
-            None => Sink::Terminal(terminal),
+    /// The in-process demo: records from `rx`, spans to `terminal` (none: not shown) and to OTLP
+    /// when configured (with neither, spans are shown to a discarding terminal).
+    pub fn demo(config: Config, rx: mpsc::Receiver<Entry>, terminal: Option<Terminal>, naming: Naming) -> anyhow::Result<Bridge> {
+        let sink = match (&config.export, terminal) {
+            (Some(e), Some(t)) => Sink::Both(Client::new(e)?, t),
+            (Some(e), None) => Sink::Otlp(Client::new(e)?),
+            (None, t) => Sink::Terminal(t.unwrap_or_else(|| Terminal::new(Box::new(std::io::sink())))),
         };
         let mut b = Bridge::with_sink(config, sink)?;
         b.naming = Arc::new(naming);
