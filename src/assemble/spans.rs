@@ -27,7 +27,7 @@ pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed
     let index = r.link_index.unwrap_or(0);
     let name = r.link_name().unwrap_or("unknown");
     let start = step_start(r, || run.and_then(|x| x.link_starts.get(&index)));
-    let mut attrs = common_attrs(r, r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), chain);
+    let mut attrs = common_attrs(r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), &r.run, chain);
     attrs.str("vcon.link.name", name).int("vcon.link.index", index);
     if let Some(module) = &r.module {
         attrs.str("vcon.link.module", module);
@@ -60,7 +60,7 @@ pub fn link(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed
 pub fn storage(r: &Record, run: Option<&OpenRun>, chain: Option<&str>, hash: Hashed<'_>, m: &Metrics) -> FinishedSpan {
     let name = r.storage.as_deref().unwrap_or_default();
     let start = step_start(r, || run.and_then(|x| x.storage_starts.get(name)));
-    let mut attrs = common_attrs(r, r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), chain);
+    let mut attrs = common_attrs(r.out_vcon_uuid.as_deref().unwrap_or(&r.vcon_uuid), &r.run, chain);
     attrs.str("vcon.storage.name", name);
     if let Some(module) = &r.module {
         attrs.str("vcon.storage.module", module);
@@ -147,11 +147,7 @@ pub fn root(run: Option<OpenRun>, end: Option<End<'_>>, outcome: RunOutcome, m: 
     };
     let root_id = run.as_ref().map_or_else(|| ids::span_id(&vcon_uuid, &run_id, SpanRole::Root), |o| o.root_span_id);
     let mut s = new_span(trace_id, root_id, None, name, span::SpanKind::Consumer, start, end_ns);
-    let mut attrs = SpanAttrs::with_capacity(ATTRS_BYTES);
-    attrs.str("vcon.uuid", &vcon_uuid).str("vcon.run.id", &run_id);
-    if let Some(c) = &chain {
-        attrs.str("vcon.chain.name", c);
-    }
+    let mut attrs = common_attrs(&vcon_uuid, &run_id, chain.as_deref());
     attrs.str("vcon.run.outcome", outcome.as_str());
     if let Some(l) = links {
         attrs.str("vcon.chain.links", &l.join(",")).int("vcon.chain.link_count", l.len() as i64);
@@ -232,8 +228,8 @@ pub fn tracer_outcome(r: &Record, t: &TracerOutcome<'_>) -> FinishedSpan {
     };
     let seq = r.seq.unwrap_or(r.ts_ns);
     let end = t.end_ns.max(t.start_ns);
-    let mut attrs = SpanAttrs::with_capacity(ATTRS_BYTES);
-    attrs.str("vcon.uuid", &r.vcon_uuid).str("vcon.run.id", &r.run).str("vcon.tracer.name", t.tracer);
+    let mut attrs = common_attrs(&r.vcon_uuid, &r.run, None);
+    attrs.str("vcon.tracer.name", t.tracer);
     attrs.str("vcon.tracer.module", t.module).str("vcon.tracer.outcome", t.outcome).int("vcon.tracer.attempts", t.attempts as i64);
     let mut event_attrs = EventAttrs::default();
     event_attrs.str("outcome", t.outcome);
@@ -359,9 +355,10 @@ fn new_span(trace_id: [u8; 16], span_id: [u8; 8], parent: Option<[u8; 8]>, name:
 /// Room for a span's usual attributes (about 10, mostly UUIDs and hashes), so they rarely grow.
 const ATTRS_BYTES: usize = 512;
 
-fn common_attrs(r: &Record, vcon_uuid: &str, chain: Option<&str>) -> SpanAttrs {
+/// The attributes every span starts with: the vCon, the run and (when known) the chain.
+fn common_attrs(vcon_uuid: &str, run: &str, chain: Option<&str>) -> SpanAttrs {
     let mut a = SpanAttrs::with_capacity(ATTRS_BYTES);
-    a.str("vcon.uuid", vcon_uuid).str("vcon.run.id", &r.run);
+    a.str("vcon.uuid", vcon_uuid).str("vcon.run.id", run);
     if let Some(c) = chain {
         a.str("vcon.chain.name", c);
     }

@@ -56,6 +56,16 @@ pub fn truncate(value: &str, max: usize) -> Option<String> {
     Some(format!("{}~{}", &value[..cut], hex::encode(&digest[..4])))
 }
 
+/// Writes `parts` into `key` (cleared first), each prefixed with its length, so no two different
+/// lists of parts give the same key whatever bytes they hold. The series guard and the metric
+/// memo key their sets by it.
+pub fn input_key<'a>(parts: impl IntoIterator<Item = &'a &'a str>, key: &mut String) {
+    key.clear();
+    for part in parts {
+        let _ = write!(key, "{}:{part}", part.len());
+    }
+}
+
 /// Keeps one producer label's values short and few.
 pub struct LabelGuard {
     max_values: usize,
@@ -116,9 +126,7 @@ impl SeriesGuard {
             return true;
         }
         let mut key = String::new();
-        for v in producer.iter().chain(fixed) {
-            let _ = write!(key, "{}:{v}", v.len());
-        }
+        input_key(producer.iter().chain(fixed), &mut key);
         let mut seen = self.seen.lock().expect("series guard poisoned");
         if seen.contains(&key) {
             return true;

@@ -9,9 +9,9 @@
 //! resolved through the guards every time (as if there were no memo), so hostile producer values
 //! cost time, never memory.
 
+use super::guard::input_key;
 use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 
 /// Most distinct inputs a memo remembers.
@@ -44,11 +44,7 @@ impl<H: Clone> Memo<H> {
     pub fn get(&self, input: &[&str], resolve: impl FnOnce(&mut Bumps) -> H) -> H {
         let mut inner = self.inner.lock().expect("metrics memo poisoned");
         let Inner { by_input, key } = &mut *inner;
-        key.clear();
-        for part in input {
-            // Length-prefixed, so no two inputs share a key whatever bytes they hold.
-            let _ = write!(key, "{}:{part}", part.len());
-        }
+        input_key(input, key);
         if let Some((handle, bumps)) = by_input.get(key.as_str()) {
             bumps.iter().for_each(|c| {
                 c.inc();

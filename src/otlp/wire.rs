@@ -25,9 +25,14 @@ fn key(tag: u32, wire: u32, out: &mut Vec<u8>) {
     encode_varint(u64::from(tag << 3 | wire), out);
 }
 
+/// The bytes of a field's key (the wire type never changes its length).
+fn key_len(tag: u32) -> usize {
+    encoded_len_varint(u64::from(tag << 3))
+}
+
 /// The bytes of a length-delimited field with `len` bytes of content.
 pub fn field_len(tag: u32, len: usize) -> usize {
-    encoded_len_varint(u64::from(tag << 3)) + encoded_len_varint(len as u64) + len
+    key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
 /// The key and length of a length-delimited field.
@@ -55,7 +60,7 @@ pub fn opt_bytes(tag: u32, b: &[u8], out: &mut Vec<u8>) {
 }
 
 fn opt_varint_len(tag: u32, v: u64) -> usize {
-    if v == 0 { 0 } else { encoded_len_varint(u64::from(tag << 3)) + encoded_len_varint(v) }
+    if v == 0 { 0 } else { key_len(tag) + encoded_len_varint(v) }
 }
 
 fn opt_varint(tag: u32, v: u64, out: &mut Vec<u8>) {
@@ -65,25 +70,17 @@ fn opt_varint(tag: u32, v: u64, out: &mut Vec<u8>) {
     }
 }
 
-fn opt_fixed64_len(tag: u32, v: u64) -> usize {
-    if v == 0 { 0 } else { encoded_len_varint(u64::from(tag << 3)) + 8 }
+/// The bytes of a proto3 `fixed32` (`N` = 4) or `fixed64` (`N` = 8) field, given its value's
+/// little-endian bytes: none when 0.
+fn opt_fixed_len<const N: usize>(tag: u32, le: [u8; N]) -> usize {
+    if le == [0; N] { 0 } else { key_len(tag) + N }
 }
 
-fn opt_fixed64(tag: u32, v: u64, out: &mut Vec<u8>) {
-    if v != 0 {
-        key(tag, I64, out);
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-}
-
-fn opt_fixed32_len(tag: u32, v: u32) -> usize {
-    if v == 0 { 0 } else { encoded_len_varint(u64::from(tag << 3)) + 4 }
-}
-
-fn opt_fixed32(tag: u32, v: u32, out: &mut Vec<u8>) {
-    if v != 0 {
-        key(tag, I32, out);
-        out.extend_from_slice(&v.to_le_bytes());
+/// A proto3 `fixed32` or `fixed64` field from its value's little-endian bytes: omitted when 0.
+fn opt_fixed<const N: usize>(tag: u32, le: [u8; N], out: &mut Vec<u8>) {
+    if le != [0; N] {
+        key(tag, if N == 8 { I64 } else { I32 }, out);
+        out.extend_from_slice(&le);
     }
 }
 
@@ -183,23 +180,24 @@ impl WireSpan {
 
     /// Adds an event (`Span.Event`: time 1, name 2, attributes 3).
     pub fn event(&mut self, time_unix_nano: u64, name: &str, attrs: &EventAttrs) {
-        let len = opt_fixed64_len(1, time_unix_nano) + opt_len(2, name.len()) + attrs.0.len();
+        let time = time_unix_nano.to_le_bytes();
+        let len = opt_fixed_len(1, time) + opt_len(2, name.len()) + attrs.0.len();
         let out = &mut self.events;
         header(11, len, out);
-        opt_fixed64(1, time_unix_nano, out);
+        opt_fixed(1, time, out);
         opt_bytes(2, name.as_bytes(), out);
         out.extend_from_slice(&attrs.0);
     }
 
     /// Adds a link (`Span.Link`: trace ID 1, span ID 2, attributes 4, flags 6).
     pub fn link(&mut self, trace_id: &[u8; 16], span_id: &[u8; 8], flags: u32, attrs: &LinkAttrs) {
-        let len = field_len(1, 16) + field_len(2, 8) + attrs.0.len() + opt_fixed32_len(6, flags);
+        let len = field_len(1, 16) + field_len(2, 8) + attrs.0.len() + opt_fixed_len(6, flags.to_le_bytes());
         let out = &mut self.links;
         header(13, len, out);
         bytes(1, trace_id, out);
         bytes(2, span_id, out);
         out.extend_from_slice(&attrs.0);
-        opt_fixed32(6, flags, out);
+        opt_fixed(6, flags.to_le_bytes(), out);
     }
 
     pub fn has_links(&self) -> bool {
@@ -215,11 +213,11 @@ impl WireSpan {
         field_len(1, 16)
             + field_len(2, 8)
             + self.parent_span_id.map_or(0, |_| field_len(4, 8))
-            + opt_fixed32_len(16, self.flags)
+            + opt_fixed_len(16, self.flags.to_le_bytes())
             + opt_len(5, self.name.len())
             + opt_varint_len(6, self.kind as i32 as u64)
-            + opt_fixed64_len(7, self.start_time_unix_nano)
-            + opt_fixed64_len(8, self.end_time_unix_nano)
+            + opt_fixed_len(7, self.start_time_unix_nano.to_le_bytes())
+            + opt_fixed_len(8, self.end_time_unix_nano.to_le_bytes())
             + self.attributes.0.len()
             + self.events.len()
             + opt_varint_len(12, u64::from(self.dropped_events_count))
@@ -237,8 +235,8 @@ impl WireSpan {
         }
         opt_bytes(5, self.name.as_bytes(), out);
         opt_varint(6, self.kind as i32 as u64, out);
-        opt_fixed64(7, self.start_time_unix_nano, out);
-        opt_fixed64(8, self.end_time_unix_nano, out);
+        opt_fixed(7, self.start_time_unix_nano.to_le_bytes(), out);
+        opt_fixed(8, self.end_time_unix_nano.to_le_bytes(), out);
         out.extend_from_slice(&self.attributes.0);
         out.extend_from_slice(&self.events);
         opt_varint(12, u64::from(self.dropped_events_count), out);
@@ -248,7 +246,7 @@ impl WireSpan {
             opt_bytes(2, message.as_bytes(), out);
             opt_varint(3, *code as i32 as u64, out);
         }
-        opt_fixed32(16, self.flags, out);
+        opt_fixed(16, self.flags.to_le_bytes(), out);
     }
 
     /// The span as `prost`'s message, decoded from its encoding.

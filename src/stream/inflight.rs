@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 #[derive(Clone)]
 pub struct InFlight {
     /// Each entry in flight, and whether an open run holds it.
-    held: Arc<Mutex<HashMap<EntryId, bool>>>,
+    entries: Arc<Mutex<HashMap<EntryId, bool>>>,
     permits: Arc<Semaphore>,
     moving: Arc<Semaphore>,
     max: usize,
@@ -56,7 +56,7 @@ impl InFlight {
     pub fn with_read_ahead(max: usize, ahead: usize, gauge: Option<Gauge>) -> InFlight {
         let max = max.max(1);
         let ahead = ahead.clamp(1, max);
-        InFlight { held: Default::default(), permits: Arc::new(Semaphore::new(max)), moving: Arc::new(Semaphore::new(ahead)), max, ahead, gauge }
+        InFlight { entries: Default::default(), permits: Arc::new(Semaphore::new(max)), moving: Arc::new(Semaphore::new(ahead)), max, ahead, gauge }
     }
 
     pub fn max(&self) -> usize {
@@ -64,7 +64,7 @@ impl InFlight {
     }
 
     pub fn len(&self) -> usize {
-        self.held.lock().expect("inflight poisoned").len()
+        self.entries.lock().expect("inflight poisoned").len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -82,39 +82,39 @@ impl InFlight {
     /// Keeps the entries not already held here (a re-read of one we hold is dropped), one permit
     /// each, and returns unused permits.
     pub fn admit<T>(&self, mut r: Reservation, got: Vec<T>, id: impl Fn(&T) -> &EntryId) -> Vec<T> {
-        let mut held = self.held.lock().expect("inflight poisoned");
+        let mut entries = self.entries.lock().expect("inflight poisoned");
         let mut kept = Vec::with_capacity(got.len());
         for e in got {
-            if kept.len() < r.n && !held.contains_key(id(&e)) {
-                held.insert(id(&e).clone(), false);
+            if kept.len() < r.n && !entries.contains_key(id(&e)) {
+                entries.insert(id(&e).clone(), false);
                 kept.push(e);
             }
         }
         r.n -= kept.len(); // the rest go back when `r` drops
-        self.show(held.len());
+        self.show(entries.len());
         kept
     }
 
     /// Forgets acknowledged entries and frees their permits.
     pub fn release<'a>(&self, ids: impl IntoIterator<Item = &'a EntryId>) {
-        let mut held = self.held.lock().expect("inflight poisoned");
+        let mut entries = self.entries.lock().expect("inflight poisoned");
         let (mut gone, mut moved) = (0, 0);
         for id in ids {
-            if let Some(by_run) = held.remove(id) {
+            if let Some(by_run) = entries.remove(id) {
                 gone += 1;
                 moved += usize::from(!by_run);
             }
         }
         self.permits.add_permits(gone);
         self.moving.add_permits(moved);
-        self.show(held.len());
+        self.show(entries.len());
     }
 
     /// An open run holds this entry until its end: it no longer counts as moving (its permit of
     /// the read-ahead bound is freed; the one of `max` stays until it is acknowledged).
     pub fn held_by_run(&self, id: &EntryId) {
-        let mut held = self.held.lock().expect("inflight poisoned");
-        if let Some(by_run @ false) = held.get_mut(id) {
+        let mut entries = self.entries.lock().expect("inflight poisoned");
+        if let Some(by_run @ false) = entries.get_mut(id) {
             *by_run = true;
             self.moving.add_permits(1);
         }
@@ -122,7 +122,7 @@ impl InFlight {
 
     /// The IDs held now (to refresh their idle time in the group).
     pub fn snapshot(&self) -> Vec<EntryId> {
-        self.held.lock().expect("inflight poisoned").keys().cloned().collect()
+        self.entries.lock().expect("inflight poisoned").keys().cloned().collect()
     }
 
     fn show(&self, n: usize) {
