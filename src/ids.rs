@@ -6,6 +6,11 @@
 
 use sha2::{Digest, Sha256};
 
+/// A map keyed by IDs: stream entry IDs (assigned by Redis) and trace IDs (SHA-256 prefixes), on
+/// the hot path of every record. Its hasher (foldhash) is several times cheaper than the standard
+/// SipHash and seeded per process; keys chosen by a producer (names) stay in standard maps.
+pub type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The span a record belongs to within its run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpanRole<'a> {

@@ -27,7 +27,8 @@ use crate::compliance::StepHash;
 use crate::event::{EventKind, Producer, Record, RunRef, TraceParent};
 use crate::ids;
 use crate::stream::{Entry, HeldId};
-use std::collections::{BTreeSet, HashMap};
+use crate::ids::IdMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -202,20 +203,31 @@ impl OpenRun {
     /// each held record is folded in as if read here, every other record by what its entry keeps
     /// (time, hash, final UUID), in `seq` order. The same journal gives the same run on every
     /// replica. A held record whose bytes no longer decode is left out (counted by the caller's
-    /// decode metrics when it was read; it cannot be here unless the journal was edited).
+    /// decode metrics when it was read; it cannot be here unless the journal was edited). An entry
+    /// this process wrote carries its record's decode (`JournalEntry::decoded`), used instead of
+    /// decoding the bytes again.
     pub fn replay(j: &Journal, end: &Record, held: Vec<HeldId>, now: Instant) -> OpenRun {
         let mut run = OpenRun::new(end, now, 0);
         for e in j.values() {
             let hash = e.step_hash();
-            match e.record.as_deref().map(|t| crate::event::decode(t.as_bytes())) {
-                Some(Ok(r)) => {
-                    run.absorb(&r, e.chain.as_deref(), hash.as_ref());
-                    run.note_unknown(&r, e.unknown.as_deref());
-                    run.hold(&r);
+            let fresh;
+            let r = match (&e.decoded.0, e.record.as_deref()) {
+                (Some(r), _) => r.as_ref(),
+                (None, Some(t)) => match crate::event::decode(t.as_bytes()) {
+                    Ok(r) => {
+                        fresh = r;
+                        &fresh
+                    }
+                    Err(_) => continue,
+                },
+                (None, None) => {
+                    run.absorb_entry(e, hash);
+                    continue;
                 }
-                Some(Err(_)) => {}
-                None => run.absorb_entry(e, hash),
-            }
+            };
+            run.absorb(r, e.chain.as_deref(), hash.as_ref());
+            run.note_unknown(r, e.unknown.as_deref());
+            run.hold(r);
         }
         run.held = held;
         run
@@ -248,7 +260,7 @@ impl OpenRun {
 /// The open runs, by key and by last activity.
 #[derive(Default)]
 pub struct Runs {
-    by_key: HashMap<RunKey, Box<OpenRun>>,
+    by_key: IdMap<RunKey, Box<OpenRun>>,
     by_activity: BTreeSet<(Instant, u64, RunKey)>,
     ticks: u64,
     shared: Shared,

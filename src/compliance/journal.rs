@@ -57,7 +57,25 @@ pub struct JournalEntry {
     /// The chain's name as enrich resolved it (held records only).
     #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<String>,
+    /// This process's decode of `record`, when it wrote the entry: never stored (a journal read
+    /// back from Redis has none, and its run's end decodes `record`).
+    #[serde(skip)]
+    pub decoded: Decoded,
 }
+
+/// A cache of `event::decode(record)` beside a [`JournalEntry`]'s `record`, which alone is the
+/// entry's value: entries compare equal whatever their caches hold. It must hold the record as
+/// decoded, before enrich added anything to it.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded(pub Option<std::sync::Arc<Record>>);
+
+impl PartialEq for Decoded {
+    fn eq(&self, _: &Decoded) -> bool {
+        true
+    }
+}
+
+impl Eq for Decoded {}
 
 impl JournalEntry {
     /// The entry of a record, with what enrich learnt of its step: its hash, or why it has none
@@ -73,6 +91,7 @@ impl JournalEntry {
             final_uuid: (r.event == EventKind::TracerCall && r.link_index.unwrap_or(-1) >= 0).then(|| r.in_vcon_uuid.clone()).flatten(),
             record: held.then(|| String::from_utf8_lossy(payload).into_owned()),
             chain: if held { chain.map(str::to_string) } else { None },
+            decoded: Decoded::default(),
         }
     }
 

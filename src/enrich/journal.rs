@@ -21,6 +21,7 @@
 use crate::compliance::journal::{self, Journal, JournalEntry};
 use crate::stream::done::journal_key;
 use redis::aio::ConnectionManager;
+use crate::ids::IdMap;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +37,7 @@ pub const LOCAL_RUNS: usize = 8_192;
 /// replica also journaled, is read back from Redis: nothing is lost, only the read is not saved).
 #[derive(Debug, Default)]
 pub struct Local {
-    runs: HashMap<[u8; 16], Journal>,
+    runs: IdMap<[u8; 16], Journal>,
     /// Runs in the order of their first write (a taken run's slot ages out with the rest).
     order: VecDeque<[u8; 16]>,
 }

@@ -24,7 +24,7 @@ pub mod journal;
 pub mod snapshot;
 pub mod steps;
 
-use crate::compliance::journal::{Journal, JournalEntry};
+use crate::compliance::journal::{Decoded, Journal, JournalEntry};
 use crate::compliance::StepHash;
 use crate::event::{self, Record};
 use crate::metrics::{Metrics, ReasonLabel, SourceEvent};
@@ -160,8 +160,11 @@ impl Enricher {
         for (i, _) in &rejected {
             out[*i] = Some(Item::Done(take(*i)));
         }
-        let (mut journaled, mut endings) = (Vec::new(), Vec::new());
+        let mut journaled = Vec::with_capacity(if self.journal.is_some() { decoded.len() } else { 0 });
+        let mut endings = Vec::new();
         for ((i, mut record), h) in decoded.into_iter().zip(resolved) {
+            // A held record's journal entry keeps its decode for the run's end (`OpenRun::replay`).
+            let pristine = (record.is_held() && record.seq.is_some() && self.journal.is_some()).then(|| Arc::new(record.clone()));
             if record.module.is_none() {
                 record.module = record.link_name().and_then(|l| self.naming.link_modules.get(l).cloned());
             }
@@ -169,7 +172,8 @@ impl Enricher {
             let entry = take(i);
             if let (Some(seq), Some(_)) = (record.seq, &self.journal) {
                 let payload = entry.payload.as_deref().unwrap_or_default();
-                let je = JournalEntry::of(&record, payload, h.hash.as_ref(), h.unknown.as_deref(), chain.as_deref());
+                let mut je = JournalEntry::of(&record, payload, h.hash.as_ref(), h.unknown.as_deref(), chain.as_deref());
+                je.decoded = Decoded(pristine);
                 journaled.push((record.trace_id, seq, je));
             }
             if record.ends_run() && record.seq.is_some() && self.journal.is_some() {
@@ -236,5 +240,38 @@ impl Enricher {
             };
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_held_record_s_journal_entry_keeps_its_decode_as_read_before_naming() {
+        let naming = Naming { link_modules: [("a".to_string(), "mod_a".to_string())].into(), ..Naming::default() };
+        let metrics = Arc::new(Metrics::new(50));
+        let enricher = Enricher {
+            role: Role::Pipeline { source: "stream" },
+            redis: None,
+            dead: Arc::new(crate::stream::NoDeadLetters),
+            naming: Arc::new(naming),
+            sha512: false,
+            keep_content: false,
+            lifecycle: steps::Lifecycle::default(),
+            journal: Some(journal::Store::memory()),
+            unsettled: None,
+            metrics,
+        };
+        let held = r#"{"v":1,"event":"link_start","run":"r1","vcon_uuid":"u1","ts_ns":500,"chain":"main","hooks":true,"run_start_ns":100,"seq":1,"link":"a","link_index":0}"#;
+        let done = r#"{"v":1,"event":"link_complete","run":"r1","vcon_uuid":"u1","ts_ns":600,"chain":"main","hooks":true,"run_start_ns":100,"seq":2,"link":"a","link_index":0}"#;
+        let entries = [held, done].iter().enumerate().map(|(i, p)| Entry { id: format!("1-{i}"), payload: Some(bytes::Bytes::from_static(p.as_bytes())) }).collect();
+        let (_tx, mut stop) = watch::channel(false);
+        let p = enricher.prepare(entries, &mut stop).await.expect("no dead letters");
+        let Item::Record(e) = &p.items[0] else { panic!("the held record is usable") };
+        assert_eq!(e.record.module.as_deref(), Some("mod_a"), "naming filled the module on the item");
+        let kept = p.journaled[0].2.decoded.0.as_deref().expect("a held record keeps its decode");
+        assert_eq!(kept, &event::decode(held.as_bytes()).unwrap(), "the decode of the bytes, not the named record");
+        assert!(p.journaled[1].2.decoded.0.is_none(), "a record that is not held keeps none");
     }
 }

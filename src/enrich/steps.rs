@@ -161,7 +161,7 @@ pub async fn settle(conn: &ConnectionManager, lc: &Lifecycle, done: &[Settled], 
 /// `fields` (trace ID, `seq`, value): the step records and the run journals are written so, in a
 /// fraction of Redis's per-command work of a command per step.
 pub(super) fn write_per_run(pipe: &mut redis::Pipeline, fields: impl IntoIterator<Item = ([u8; 16], u64, String)>, key: fn(&[u8; 16]) -> String, ttl: Duration) {
-    let mut runs: HashMap<[u8; 16], Vec<(u64, String)>> = HashMap::new();
+    let mut runs: crate::ids::IdMap<[u8; 16], Vec<(u64, String)>> = Default::default();
     for (trace, seq, value) in fields {
         runs.entry(trace).or_default().push((seq, value));
     }

@@ -26,10 +26,12 @@ pub fn build(service_name: &str, spans: &mut Vec<FinishedSpan>) -> (Vec<u8>, Vec
     let mut acks = Vec::with_capacity(spans.iter().map(|s| s.acks.len()).sum());
     let mut done = Vec::new();
     let mut by_producer: BTreeMap<Option<(String, u64)>, Vec<WireSpan>> = BTreeMap::new();
-    for s in spans.drain(..) {
+    // Most requests have one producer: a group is sized for every span left at its first one.
+    let total = spans.len();
+    for (i, s) in spans.drain(..).enumerate() {
         acks.extend(s.acks);
         done.extend(s.root_of);
-        by_producer.entry(s.producer.map(|p| (p.host, p.pid))).or_default().push(s.span);
+        by_producer.entry(s.producer.map(|p| (p.host, p.pid))).or_insert_with(|| Vec::with_capacity(total - i)).push(s.span);
     }
     let groups: Vec<_> = by_producer.into_iter().map(|(p, spans)| (resource(service_name, p.as_ref()), spans)).collect();
     (encode(&groups), acks, done)

@@ -13,14 +13,14 @@
 
 use super::EntryId;
 use prometheus_client::metrics::gauge::Gauge;
-use std::collections::HashMap;
+use crate::ids::IdMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 #[derive(Clone)]
 pub struct InFlight {
     /// Each entry in flight, and whether an open run holds it.
-    entries: Arc<Mutex<HashMap<EntryId, bool>>>,
+    entries: Arc<Mutex<IdMap<EntryId, bool>>>,
     permits: Arc<Semaphore>,
     moving: Arc<Semaphore>,
     max: usize,
