@@ -22,7 +22,7 @@ use crate::enrich::{Enriched, Item};
 use crate::event::{ChainOutcome, EventKind, Producer, Record};
 use crate::metrics::Metrics;
 use crate::otlp::wire::WireSpan;
-use crate::stream::Entry;
+use crate::stream::{Entry, EntryId};
 use run::{OpenRun, RunKey, Runs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,6 +93,13 @@ pub enum Output {
     Audit(Box<AuditRecord>),
 }
 
+/// What one item gave ([`Assembler::accept_item`]).
+pub struct Accepted {
+    pub out: Vec<Output>,
+    /// The item's entry ID when an open run holds the entry now.
+    pub held: Option<EntryId>,
+}
+
 /// The assembler. One per pipeline; not shared between tasks.
 pub struct Assembler {
     settings: Settings,
@@ -116,12 +123,14 @@ impl Assembler {
         self.runs.len()
     }
 
-    /// Takes one enriched item; returns the outputs it completes, in order. `journal`: for a run's
-    /// ending record, the run's journal complete up to it (the caller read it; see [`Assembler::accept_journaled`]).
-    pub fn accept_item(&mut self, item: Item, journal: Option<&Journal>, now: Instant) -> Vec<Output> {
+    /// Takes one enriched item; returns the outputs it completes, in order, and the ID of its
+    /// entry when an open run now holds it (acknowledged with the run's root, not by an output
+    /// here). `journal`: for a run's ending record, the run's journal complete up to it (the caller
+    /// read it; see [`Assembler::accept_journaled`]).
+    pub fn accept_item(&mut self, item: Item, journal: Option<&Journal>, now: Instant) -> Accepted {
         match item {
-            Item::Record(e) => self.accept_journaled(*e, journal, now),
-            Item::Done(entry) => vec![Output::Ack(vec![entry])],
+            Item::Record(e) => self.accept_one(*e, journal, now),
+            Item::Done(entry) => Accepted { out: vec![Output::Ack(vec![entry])], held: None },
         }
     }
 
@@ -136,6 +145,10 @@ impl Assembler {
     /// replica builds the same root; the journal's hash chain goes on the root, and its audit
     /// records (when auditing) come before it.
     pub fn accept_journaled(&mut self, input: Enriched, journal: Option<&Journal>, now: Instant) -> Vec<Output> {
+        self.accept_one(input, journal, now).out
+    }
+
+    fn accept_one(&mut self, input: Enriched, journal: Option<&Journal>, now: Instant) -> Accepted {
         let Enriched { entry, record: r, hash, unknown, chain, .. } = input;
         let mut out = Vec::new();
         if let Some(ns) = r.call_ns {
@@ -160,9 +173,9 @@ impl Assembler {
         if r.is_held() {
             let run = self.runs.get_mut(&key).expect("opened above");
             run.hold(&r);
-            run.hold_entry(entry);
+            let id = run.hold_entry(entry);
             self.held += 1;
-            return out;
+            return Accepted { out, held: Some(id) };
         }
 
         let hashed = spans::Hashed { hash: hash.as_ref(), unknown: unknown.as_deref() };
@@ -191,7 +204,7 @@ impl Assembler {
             Some(last) => last.acks.push(entry),
             None => out.push(Output::Ack(vec![entry])),
         }
-        out
+        Accepted { out, held: None }
     }
 
     /// The span of a link or storage step.

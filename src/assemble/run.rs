@@ -25,9 +25,8 @@ pub use compact::{Digest, Starts, MAX_SHARED};
 use crate::compliance::journal::{Journal, JournalEntry};
 use crate::compliance::StepHash;
 use crate::event::{EventKind, Producer, Record, RunRef, TraceParent};
-use crate::ids;
-use crate::stream::{Entry, HeldId};
-use crate::ids::IdMap;
+use crate::ids::{self, IdMap};
+use crate::stream::{Entry, EntryId, HeldId};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -194,9 +193,10 @@ impl OpenRun {
 
     /// Holds the entry of a held record until the root span is accepted, by its ID only: the run
     /// has what it needs of the record, and a dead letter re-reads the record from the stream
-    /// (`export`).
-    pub(super) fn hold_entry(&mut self, e: Entry) {
+    /// (`export`). Gives the ID back.
+    pub(super) fn hold_entry(&mut self, e: Entry) -> EntryId {
         push_exact(&mut self.held, HeldId::of(&e.id));
+        e.id
     }
 
     /// The run as its journal (complete up to `end`, the ending record) tells it, holding `held`:

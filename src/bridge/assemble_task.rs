@@ -5,7 +5,7 @@
 //! the in-flight bound (`stream::InFlight::held_by_run`): it no longer counts as read ahead.
 
 use super::ends::{Ends, Ready, ASK_EVERY};
-use crate::assemble::{Assembler, Output};
+use crate::assemble::{Accepted, Assembler, Output};
 use crate::enrich::journal::Store;
 use crate::enrich::Item;
 use crate::metrics::Metrics;
@@ -72,13 +72,11 @@ pub(super) async fn run(mut asm: Assembler, mut rx: mpsc::Receiver<Vec<Item>>, t
 async fn accept(asm: &mut Assembler, ready: Vec<Ready>, tx: &mpsc::Sender<Output>, inflight: Option<&InFlight>) -> bool {
     let now = Instant::now();
     for (item, journal) in ready {
-        // The assembler holds every record `is_held` says it does (`Assembler::accept_journaled`).
-        if let (Some(f), Item::Record(e)) = (inflight, &item) {
-            if e.record.is_held() {
-                f.held_by_run(&e.entry.id);
-            }
+        let Accepted { out, held } = asm.accept_item(item, journal.as_ref(), now);
+        if let (Some(f), Some(id)) = (inflight, &held) {
+            f.held_by_run(id);
         }
-        if !send(tx, asm.accept_item(item, journal.as_ref(), now)).await {
+        if !send(tx, out).await {
             return false;
         }
     }
@@ -131,14 +129,17 @@ async fn expire(asm: &mut Assembler, redis: Option<&mut ConnectionManager>, ends
         Some(conn) => done::finished(conn, &traces).instrument(span.clone()).await.into_iter().map(|m| m.is_some()).collect(),
         None => vec![false; expired.len()],
     };
-    let journals = ends.journals(&traces).instrument(span.clone()).await;
+    // Only the runs closed here need their journals: a finished run's entries are acknowledged.
+    let unfinished: Vec<[u8; 16]> = traces.iter().zip(&finished).filter(|(_, f)| !**f).map(|(t, _)| *t).collect();
+    let mut journals = ends.journals(&unfinished).instrument(span.clone()).await.into_iter();
     let _in_span = span.enter();
     let mut out = Vec::new();
-    for ((run, finished), journal) in expired.into_iter().zip(finished).zip(journals) {
+    for (run, finished) in expired.into_iter().zip(finished) {
         if finished {
             out.push(Output::Ack(run.held_entries()));
         } else {
             tracing::debug!(vcon_uuid = %run.vcon_uuid, run = %run.run, "run idle past runs.idle_timeout; closing it as incomplete");
+            let journal = journals.next().flatten();
             out.extend(asm.close_incomplete(run, journal.as_ref()));
         }
     }
