@@ -11,6 +11,33 @@ use sha2::{Digest, Sha256};
 /// SipHash and seeded per process; keys chosen by a producer (names) stay in standard maps.
 pub type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Lowercase hex of `bytes` (what `hex::encode` gives, one table lookup per digit: IDs are written
+/// as hex into Redis keys and exemplars for every record).
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+/// Appends the lowercase hex of `bytes` to `out`.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+}
+
+/// `prefix`, the lowercase hex of `id`, then `suffix`: a Redis key of one run.
+pub fn key(prefix: &str, id: &[u8], suffix: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + id.len() * 2 + suffix.len());
+    s.push_str(prefix);
+    push_hex(&mut s, id);
+    s.push_str(suffix);
+    s
+}
+
 /// The span a record belongs to within its run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpanRole<'a> {
@@ -61,6 +88,16 @@ pub fn span_id(vcon_uuid: &str, run: &str, role: SpanRole<'_>) -> [u8; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_what_the_hex_crate_writes() {
+        let every: Vec<u8> = (0..=255).collect();
+        assert_eq!(hex(&every), ::hex::encode(&every));
+        assert_eq!(hex(&[]), "");
+        let id = trace_id("u-1", "r-1");
+        assert_eq!(key("vcon_otel:done:", &id, ""), format!("vcon_otel:done:{}", ::hex::encode(id)));
+        assert_eq!(key("p:", &id, ":run"), format!("p:{}:run", ::hex::encode(id)));
+    }
 
     #[test]
     fn ids_follow_the_documented_derivation() {

@@ -372,7 +372,7 @@ fn fold2(series: &SeriesGuard, a: String, b: String, outcome: &str, bumps: &mut 
 
 /// An exemplar for a trace ID.
 pub fn exemplar(trace_id: &[u8; 16]) -> Option<TraceExemplar> {
-    Some(TraceExemplar { trace_id: hex::encode(trace_id) })
+    Some(TraceExemplar { trace_id: crate::ids::hex(trace_id) })
 }
 
 #[cfg(test)]

@@ -236,7 +236,7 @@ impl Assembler {
         let mut out = Vec::new();
         if let Some(s) = sealed {
             if let Some(c) = s.chain {
-                root.span.attributes.str("vcon.hash.chain", &hex::encode(c));
+                root.span.attributes.str("vcon.hash.chain", &crate::ids::hex(&c));
             }
             out.extend(s.audits.into_iter().map(|a| Output::Audit(Box::new(a))));
             root.terminal = s.terminal.map(Box::new);

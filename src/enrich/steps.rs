@@ -48,7 +48,7 @@ pub type StepId = ([u8; 16], u64);
 
 /// The step record of a run.
 pub fn key(trace: &[u8; 16]) -> String {
-    format!("vcon_otel:steps:{}", hex::encode(trace))
+    crate::ids::key("vcon_otel:steps:", trace, "")
 }
 
 /// Hashes whose step records are on their way (hashed, settle not yet done): a step is in here

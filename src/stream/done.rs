@@ -16,14 +16,14 @@ pub struct RunDone {
 
 /// The marker key of a run.
 pub fn key(trace_id: &[u8; 16]) -> String {
-    format!("vcon_otel:done:{}", hex::encode(trace_id))
+    crate::ids::key("vcon_otel:done:", trace_id, "")
 }
 
 /// The run's journal (`enrich::journal`): its life ends with the run, so it is deleted with the
 /// marker, after the run's entries are acknowledged in the same pipeline (an entry re-delivered
 /// after a crash still finds it).
 pub fn journal_key(trace_id: &[u8; 16]) -> String {
-    format!("vcon_otel:steps:{}:run", hex::encode(trace_id))
+    crate::ids::key("vcon_otel:steps:", trace_id, ":run")
 }
 
 /// Adds "mark this run done and forget its journal" to a pipeline.

@@ -28,7 +28,7 @@ impl Digest {
 
     pub fn hex(&self) -> String {
         match self {
-            Digest::Bytes(b) => hex::encode(b),
+            Digest::Bytes(b) => crate::ids::hex(b),
             Digest::Text(t) => t.to_string(),
         }
     }
